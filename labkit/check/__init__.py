@@ -1,0 +1,1 @@
+"""Checking what a run or a search produced: predicates and linearizability."""

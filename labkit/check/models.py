@@ -1,0 +1,274 @@
+"""Built-in sequential models for :func:`labkit.check.linearizability.check`.
+
+* :func:`kv_model`: labkit's key-value store (Get, Put, Append), one partition per key.
+* :func:`register_model`: a single register with read, write and compare-and-set,
+  as in Jepsen's etcd tests.
+
+An output of None always means "any output" (the outcome is unknown or was not
+recorded): the step is then legal and has its usual effect.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, Hashable, Sequence
+
+from labkit.app import (
+    AMOCommand,
+    AMOResult,
+    Append,
+    AppendResult,
+    Get,
+    GetResult,
+    KeyNotFound,
+    Put,
+    PutOk,
+)
+from labkit.check.linearizability import Model, Operation
+
+__all__ = [
+    "kv_model",
+    "register_model",
+    "Read",
+    "Write",
+    "Cas",
+    "ReadResult",
+    "WriteOk",
+    "CasResult",
+]
+
+
+# --------------------------------------------------------------------------
+# Key-value store
+# --------------------------------------------------------------------------
+
+
+def _unwrap(value: Any) -> Any:
+    if isinstance(value, AMOCommand):
+        return value.command
+    if isinstance(value, AMOResult):
+        return value.result
+    return value
+
+
+def _kv_key(input: Any) -> str:
+    command = _unwrap(input)
+    if not isinstance(command, (Get, Put, Append)):
+        raise TypeError(f"the kv model checks Get, Put and Append commands, not {input!r}")
+    return command.key
+
+
+def _kv_apply(current: str | None, command: Any, output: Any, missing_text: str | None) -> tuple[bool, str | None]:
+    """One KV command on one key whose value is ``current`` (None: missing)."""
+    result = _unwrap(output)
+    if isinstance(command, Get):
+        if result is None:
+            return True, current
+        if isinstance(result, GetResult):
+            return result.value == current, current
+        if isinstance(result, KeyNotFound):
+            return current is None or current == missing_text, current
+        return False, current
+    if isinstance(command, Put):
+        return result is None or isinstance(result, PutOk), command.value
+    if isinstance(command, Append):
+        new = (current or "") + command.value
+        if result is None:
+            return True, new
+        return isinstance(result, AppendResult) and result.value == new, new
+    raise TypeError(f"the kv model checks Get, Put and Append commands, not {command!r}")
+
+
+def _describe_kv(input: Any, output: Any) -> str:
+    command, result = _unwrap(input), _unwrap(output)
+    if isinstance(command, Get):
+        what = f"GET {command.key!r}"
+    elif isinstance(command, Put):
+        what = f"PUT {command.key!r} = {command.value!r}"
+    elif isinstance(command, Append):
+        what = f"APPEND {command.value!r} to {command.key!r}"
+    else:
+        what = repr(command)
+    if result is None:
+        if isinstance(command, Get):
+            return f"{what} (result not known)"
+        return what
+    if isinstance(result, GetResult):
+        return f"{what}, which returned {result.value!r}"
+    if isinstance(result, KeyNotFound):
+        return f"{what}, which returned key-not-found"
+    if isinstance(result, PutOk):
+        return f"{what}, which returned ok"
+    if isinstance(result, AppendResult):
+        return f"{what}, which returned {result.value!r}"
+    return f"{what}, which returned {result!r}"
+
+
+def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
+    """labkit's key-value store semantics.
+
+    Inputs are Get/Put/Append (possibly wrapped in AMOCommand), outputs are
+    GetResult/KeyNotFound/PutOk/AppendResult (possibly wrapped in AMOResult).
+    ``missing`` says what a read of a key that was never written returns:
+    ``KeyNotFound`` (labkit's KVStore) or a string such as ``""`` (the
+    Porcupine kv files), in which case the key starts with that value.
+    With ``partitioned=False`` the whole map is one state (much slower; for
+    comparison only).
+    """
+    if missing is KeyNotFound or isinstance(missing, KeyNotFound):
+        missing_text: str | None = None
+    elif isinstance(missing, str):
+        missing_text = missing
+    else:
+        raise ValueError(f"missing must be KeyNotFound or a string such as '', not {missing!r}")
+
+    def describe_value(value: str | None) -> str:
+        return "the key did not exist yet" if value is None else f"the value was {value!r}"
+
+    if partitioned:
+
+        def step(state: str | None, input: Any, output: Any) -> tuple[bool, str | None]:
+            return _kv_apply(state, _unwrap(input), output, missing_text)
+
+        def partition(ops: Sequence[Operation]) -> list[tuple[Hashable, list[Operation]]]:
+            parts: dict[str, list[Operation]] = {}
+            for op in ops:
+                parts.setdefault(_kv_key(op.input), []).append(op)
+            return list(parts.items())
+
+        return Model(
+            name="key-value store",
+            init=lambda: missing_text,
+            step=step,
+            partition=partition,
+            describe_operation=_describe_kv,
+            describe_state=describe_value,
+        )
+
+    # Whole map as one state: a tuple of (key, value) pairs sorted by key.
+    def step_map(state: tuple[tuple[str, str], ...], input: Any, output: Any) -> tuple[bool, Any]:
+        command = _unwrap(input)
+        key = _kv_key(command)
+        values = dict(state)
+        legal, new = _kv_apply(values.get(key, missing_text), command, output, missing_text)
+        if new is None or values.get(key, missing_text) == new:
+            return legal, state
+        values[key] = new
+        return legal, tuple(sorted(values.items()))
+
+    def describe_map(state: tuple[tuple[str, str], ...]) -> str:
+        if not state:
+            return "the store was empty"
+        return "the store held " + ", ".join(f"{k!r} = {v!r}" for k, v in state)
+
+    return Model(
+        name="key-value store (whole map)",
+        init=tuple,
+        step=step_map,
+        describe_operation=_describe_kv,
+        describe_state=describe_map,
+    )
+
+
+# --------------------------------------------------------------------------
+# Register with compare-and-set (Jepsen etcd)
+# --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Read:
+    """Read the register."""
+
+
+@dataclass(frozen=True)
+class Write:
+    """Write ``value`` to the register."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class Cas:
+    """Compare-and-set: if the register holds ``expected``, make it ``new``."""
+
+    expected: Any
+    new: Any
+
+
+@dataclass(frozen=True)
+class ReadResult:
+    """A read returned ``value`` (None: nothing was ever written)."""
+
+    value: Any
+
+
+@dataclass(frozen=True)
+class WriteOk:
+    """A write completed."""
+
+
+@dataclass(frozen=True)
+class CasResult:
+    """A compare-and-set completed: ``ok`` says whether it succeeded."""
+
+    ok: bool
+
+
+def _register_step(state: Any, input: Any, output: Any) -> tuple[bool, Any]:
+    kind = type(input)
+    if kind is Read:
+        if output is None:
+            return True, state
+        if type(output) is not ReadResult:
+            raise TypeError(f"a register read returns ReadResult, not {output!r}")
+        return output.value == state, state
+    if kind is Write:
+        if output is not None and type(output) is not WriteOk:
+            raise TypeError(f"a register write returns WriteOk, not {output!r}")
+        return True, input.value
+    if kind is Cas:
+        matches = state == input.expected
+        if output is None:
+            return True, (input.new if matches else state)
+        if type(output) is not CasResult:
+            raise TypeError(f"a register cas returns CasResult, not {output!r}")
+        if output.ok:
+            return matches, input.new
+        return not matches, state
+    raise TypeError(f"the register model checks Read, Write and Cas, not {input!r}")
+
+
+def _show(value: Any) -> str:
+    return "nil" if value is None else repr(value)
+
+
+def _describe_register(input: Any, output: Any) -> str:
+    if isinstance(input, Read):
+        if output is None:
+            return "read (result not known)"
+        return f"read, which returned {_show(output.value)}"
+    if isinstance(input, Write):
+        return f"write {_show(input.value)}"
+    if isinstance(input, Cas):
+        what = f"cas from {_show(input.expected)} to {_show(input.new)}"
+        if output is None:
+            return what
+        return f"{what}, which {'succeeded' if output.ok else 'failed'}"
+    return f"{input!r} -> {output!r}"
+
+
+def _describe_register_state(state: Any) -> str:
+    if state is None:
+        return "the register was still nil (never written)"
+    return f"the register held {_show(state)}"
+
+
+def register_model() -> Model:
+    """A single register starting as nil, with Read, Write and Cas (etcd's Jepsen tests)."""
+    return Model(
+        name="register",
+        init=lambda: None,
+        step=_register_step,
+        describe_operation=_describe_register,
+        describe_state=_describe_register_state,
+    )

@@ -1,0 +1,1 @@
+"""Labs built on labkit: each provides its messages and its public tests."""

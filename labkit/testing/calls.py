@@ -1,0 +1,67 @@
+"""The two other routes to the same tests: a call for notebook cells, and pytest."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from types import ModuleType
+from typing import Any, Callable
+
+from labkit.testing.context import fail
+from labkit.testing.declare import Lab
+from labkit.testing.runner import TestResult, _load, get_lab, print_result, run_one
+
+__all__ = ["check_test", "pytest_cases"]
+
+
+def check_test(
+    lab: str | Lab,
+    number: str,
+    solution: str | Path | ModuleType | None = None,
+    seed: int | None = None,
+    include_hidden: bool = True,
+) -> TestResult:
+    """Run one test (``"1.4"``) and print its result line; raise AssertionError with
+    the explanation if it fails. Meant for notebook grade cells."""
+    __tracebackhide__ = True
+    the_lab = get_lab(lab)
+    (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
+    result = run_one(spec, _load(solution, the_lab), seed, _label(solution))
+    print_result(result, spec, sys.stdout)
+    if not result.passed:
+        fail(f"{spec.header} failed:\n{result.failure}\n(seed {result.seed})")
+    return result
+
+
+def _label(solution: str | Path | ModuleType | None) -> str | None:
+    if isinstance(solution, ModuleType):
+        return getattr(solution, "__file__", None)
+    return None if solution is None else str(solution)
+
+
+def pytest_cases(
+    lab: str | Lab,
+    solution: str | Path | ModuleType,
+    *,
+    parts: list[int] | None = None,
+    numbers: list[str] | None = None,
+    seed: int | None = None,
+    include_hidden: bool = False,
+) -> Callable[[Any], None]:
+    """A pytest test function parametrized over the lab's tests:
+
+    ``test_ping = pytest_cases("ping", "solutions/ping/ping_server.py")``
+    """
+    import pytest
+
+    the_lab = get_lab(lab)
+    specs = the_lab.select(parts, numbers, include_hidden)
+
+    @pytest.mark.parametrize("spec", specs, ids=[f"{s.lab}-{s.qualified_number}" for s in specs])
+    def test(spec: Any) -> None:
+        result = run_one(spec, _load(solution, the_lab), seed, _label(solution))
+        print(f"{spec.header}: seed {result.seed}")
+        if not result.passed:
+            pytest.fail(f"{result.failure}\nseed {result.seed}; replay with: {result.replay}", pytrace=False)
+
+    return test

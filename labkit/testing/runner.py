@@ -1,0 +1,319 @@
+"""Running a lab's tests: selection, isolation, reporting and structured results."""
+
+from __future__ import annotations
+
+import contextlib
+import importlib
+import io
+import json
+import sys
+import time
+import traceback
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+import labkit
+from labkit.deadline import DeadlineExceeded, deadline
+from labkit.sim.simulator import HandlerError, RunawayError
+from labkit.testing.context import TestContext, TestFailure
+from labkit.testing.declare import Lab, LabError, TestSpec
+from labkit.testing.solution import Solution, SolutionError, load_solution
+
+__all__ = ["TestResult", "Report", "get_lab", "run_tests", "run_one", "OUTPUT_LIMIT"]
+
+OUTPUT_LIMIT = 20_000  # characters of a test's printed output that are kept
+_LABKIT_DIR = str(Path(labkit.__file__).resolve().parent)
+
+
+@dataclass
+class TestResult:
+    """The structured outcome of one test (what ``--json`` writes)."""
+
+    lab: str
+    part: int
+    number: str
+    name: str
+    categories: list[str]
+    points_available: float
+    points_earned: float
+    passed: bool
+    seed: int
+    seconds: float
+    failure: str | None = None
+    replay: str | None = None
+    output: str = ""
+    output_truncated: bool = False
+    notes: list[str] = field(default_factory=list)
+    artifacts: list[str] = field(default_factory=list)
+
+    __test__ = False
+
+
+@dataclass
+class Report:
+    """All results of one run of the runner."""
+
+    lab: str
+    solution: str | None
+    results: list[TestResult]
+    seconds: float
+    load_error: str | None = None
+
+    @property
+    def passed(self) -> int:
+        return sum(r.passed for r in self.results)
+
+    @property
+    def points(self) -> float:
+        return sum(r.points_earned for r in self.results)
+
+    @property
+    def total_points(self) -> float:
+        return sum(r.points_available for r in self.results)
+
+    @property
+    def all_passed(self) -> bool:
+        return bool(self.results) and all(r.passed for r in self.results)
+
+    def summary(self) -> str:
+        total = self.total_points
+        percent = f" ({100 * self.points / total:.0f}%)" if total else ""
+        return (
+            f"Tests passed: {self.passed}/{len(self.results)}\n"
+            f"Points: {self.points:g}/{total:g}{percent}\n"
+            f"Total time: {self.seconds:.1f}s\n" + ("ALL PASS" if self.all_passed else "FAIL")
+        )
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "lab": self.lab,
+            "solution": self.solution,
+            "seconds": round(self.seconds, 3),
+            "passed": self.passed,
+            "tests": len(self.results),
+            "points_earned": self.points,
+            "points_available": self.total_points,
+            "load_error": self.load_error,
+            "results": [asdict(r) for r in self.results],
+        }
+
+
+def get_lab(name: str | Lab) -> Lab:
+    """The lab called ``name``: ``labkit.labs.<name>.tests`` defines ``LAB``."""
+    if isinstance(name, Lab):
+        return name
+    try:
+        module = importlib.import_module(f"labkit.labs.{name}.tests")
+    except ModuleNotFoundError as error:
+        if error.name and error.name.startswith(f"labkit.labs.{name}"):
+            raise LabError(f"there is no lab {name!r}; the labs are: {', '.join(available_labs())}") from None
+        raise
+    return module.LAB
+
+
+def available_labs() -> list[str]:
+    labs_dir = Path(_LABKIT_DIR) / "labs"
+    return sorted(p.name for p in labs_dir.iterdir() if (p / "tests.py").exists())
+
+
+class _BoundedBuffer(io.StringIO):
+    """Keeps the first OUTPUT_LIMIT characters written; counts the rest."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.dropped = 0
+
+    def write(self, text: str) -> int:
+        room = OUTPUT_LIMIT - self.tell()
+        if room > 0:
+            super().write(text[:room])
+        self.dropped += max(0, len(text) - max(room, 0))
+        return len(text)
+
+
+def _student_traceback(error: BaseException) -> str:
+    """The traceback without labkit's own frames: what the student's code did."""
+    all_frames = traceback.extract_tb(error.__traceback__)
+    frames = [f for f in all_frames if not f.filename.startswith(_LABKIT_DIR)]
+    if not frames:  # nothing of the student's on the stack: show everything
+        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
+    text = "".join(traceback.format_list(frames))
+    return (f"Traceback (your code):\n{text}" if text else "") + f"{type(error).__name__}: {error}"
+
+
+def _explain(error: BaseException, spec: TestSpec) -> str:
+    if isinstance(error, TestFailure):
+        return str(error)
+    if isinstance(error, HandlerError):
+        inner = error.error
+        if isinstance(inner, NotImplementedError):
+            return f"{error.node} hit unfinished code while handling {error.event} at t={error.time} ms: {inner}"
+        return f"{error.node} raised an exception while handling {error.event} at t={error.time} ms:\n" + _student_traceback(inner)
+    if isinstance(error, (RunawayError, SolutionError, LabError)):
+        return str(error)
+    if isinstance(error, DeadlineExceeded):
+        during = getattr(error, "during", "")
+        where = f" ({during})" if during else ""
+        return f"the test took more than {error.seconds:g} s of real time{where}; look for an endless loop or far too many events"
+    if isinstance(error, NotImplementedError):
+        return f"not implemented: {error}" if "not implemented" not in str(error) else str(error)
+    return f"the test stopped on an unexpected {type(error).__name__}:\n" + _student_traceback(error)
+
+
+def run_one(
+    spec: TestSpec,
+    solution: Solution,
+    seed: int | None = None,
+    solution_label: str | None = None,
+    save_dir: Path | None = None,
+) -> TestResult:
+    """Run one test in isolation: output captured, time-limited, never raising."""
+    seed = spec.default_seed if seed is None else seed
+    context = TestContext(spec, seed, solution)
+    buffer = _BoundedBuffer()
+    failure = None
+    start = time.perf_counter()
+    try:
+        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
+            with deadline(spec.timeout, f"test {spec.qualified_number}"):
+                spec.fn(context)
+    except (Exception, DeadlineExceeded) as error:
+        failure = _explain(error, spec)
+    seconds = time.perf_counter() - start
+    artifacts: list[str] = []
+    replay = None
+    if failure is not None:
+        label = f" --solution {solution_label}" if solution_label else ""
+        replay = f"labkit test {spec.lab} -n {spec.qualified_number} --seed {seed}{label}"
+        if save_dir is not None and context.simulations:
+            save_dir.mkdir(parents=True, exist_ok=True)
+            path = save_dir / f"{spec.lab}-{spec.qualified_number}-seed{seed}.runlog.jsonl"
+            context.simulations[-1].log.save(path, {"lab": spec.lab, "test": spec.qualified_number, "seed": seed})
+            artifacts.append(str(path))
+    return TestResult(
+        lab=spec.lab,
+        part=spec.part,
+        number=spec.qualified_number,
+        name=spec.name,
+        categories=list(spec.categories),
+        points_available=spec.points,
+        points_earned=spec.points if failure is None else 0.0,
+        passed=failure is None,
+        seed=seed,
+        seconds=round(seconds, 3),
+        failure=failure,
+        replay=replay,
+        output=buffer.getvalue(),
+        output_truncated=buffer.dropped > 0,
+        notes=list(context.notes),
+        artifacts=artifacts,
+    )
+
+
+def _indent(text: str, prefix: str = "    ") -> str:
+    return "\n".join(prefix + line if line else line for line in text.splitlines())
+
+
+def print_result(result: TestResult, spec: TestSpec, out: TextIO) -> None:
+    verdict = "PASS" if result.passed else "FAIL"
+    out.write(f"{spec.header} ... {verdict} ({result.seconds:.1f}s)\n")
+    for note in result.notes:
+        out.write(_indent(note) + "\n")
+    if not result.passed:
+        out.write(_indent(result.failure or "") + "\n")
+        if result.output:
+            lines = result.output.splitlines()
+            shown = "\n".join(lines[:20])
+            more = f"\n... ({len(lines) - 20} more lines)" if len(lines) > 20 else ""
+            cut = "\n... (output cut)" if result.output_truncated else ""
+            out.write(_indent(f"Printed during the test:\n{shown}{more}{cut}") + "\n")
+        if result.replay:
+            out.write(_indent(f"seed {result.seed}; replay with: {result.replay}") + "\n")
+        for artifact in result.artifacts:
+            out.write(_indent(f"saved {artifact}") + "\n")
+    out.flush()
+
+
+def run_tests(
+    lab: str | Lab,
+    *,
+    parts: list[int] | None = None,
+    numbers: list[str] | None = None,
+    seed: int | None = None,
+    solution: str | Path | ModuleType | None = None,
+    json_path: str | Path | None = None,
+    out: TextIO | None = None,
+    include_hidden: bool = False,
+    exclude_categories: tuple[str, ...] = (),
+    save_dir: str | Path | None = None,
+) -> Report:
+    """Run the selected tests of ``lab`` against ``solution`` and print DSLabs-style lines.
+
+    Never raises for a failing or broken submission: failures are in the report.
+    """
+    out = out or sys.stdout
+    the_lab = get_lab(lab)
+    specs = the_lab.select(parts, numbers, include_hidden, exclude_categories)
+    if not specs:
+        raise LabError(f"no test of lab {the_lab.name} matches that selection")
+    label = _solution_label(solution)
+    start = time.perf_counter()
+    results: list[TestResult] = []
+    load_error = None
+    try:
+        loaded = _load(solution, the_lab)
+    except SolutionError as error:
+        load_error = str(error)
+        out.write(f"Could not load your solution:\n{_indent(load_error)}\n\n")
+        for spec in specs:
+            results.append(_not_run(spec, seed, "could not load your solution (see the error above)"))
+            print_result(results[-1], spec, out)
+    else:
+        for spec in specs:
+            result = run_one(spec, loaded, seed, label, Path(save_dir) if save_dir else None)
+            results.append(result)
+            print_result(result, spec, out)
+    report = Report(the_lab.name, label, results, time.perf_counter() - start, load_error)
+    out.write("\n" + report.summary() + "\n")
+    out.flush()
+    if json_path is not None:
+        Path(json_path).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
+    return report
+
+
+def _solution_label(solution: str | Path | ModuleType | None) -> str | None:
+    if solution is None:
+        return None
+    if isinstance(solution, ModuleType):
+        return getattr(solution, "__file__", None) or solution.__name__
+    return str(solution)
+
+
+def _load(solution: str | Path | ModuleType | None, lab: Lab) -> Solution:
+    if solution is None:
+        default = Path.cwd() / f"{lab.solution_module}.py"
+        if not default.exists():
+            raise SolutionError(
+                f"no solution given and no {lab.solution_module}.py in {Path.cwd()}: "
+                f"pass --solution PATH to your {lab.solution_module}.py"
+            )
+        solution = default
+    return load_solution(solution)
+
+
+def _not_run(spec: TestSpec, seed: int | None, why: str) -> TestResult:
+    return TestResult(
+        lab=spec.lab,
+        part=spec.part,
+        number=spec.qualified_number,
+        name=spec.name,
+        categories=list(spec.categories),
+        points_available=spec.points,
+        points_earned=0.0,
+        passed=False,
+        seed=spec.default_seed if seed is None else seed,
+        seconds=0.0,
+        failure=why,
+    )
