@@ -150,9 +150,9 @@ class Workload:
         for text in self.command_strings + (self.result_strings or ()):
             for match in re.finditer(r"%[^rnai]", text):
                 raise WorkloadError(f"unknown placeholder {match.group()!r} in {text!r}: use %r %rN %n %nN %a %i")
-        # Parse once with dummy values so a bad string fails when the test is built.
-        if self.command_strings:
-            self.command(1, Address("client"))
+        # Parse every string once with dummy values so a bad one fails when the test is built.
+        for number in range(1, len(self.command_strings) + 1):
+            self.command_and_result(number, Address("client"))
 
     # ---- construction helpers ----------------------------------------------
 
@@ -256,13 +256,14 @@ class Workload:
 class HistoryRecord:
     """One completed or pending command of a worker, with engine times.
 
-    ``response`` is None while the command is outstanding.
+    ``response`` is None while the command is outstanding. Searches have no
+    clock, so there both times are None.
     """
 
     client: Address
     command: Command
     result: Result | None
-    invoke: int
+    invoke: int | None
     response: int | None
 
 
@@ -354,7 +355,7 @@ class ClientWorker(Node):
 
     def max_wait(self, now: int) -> int:
         """The longest wait for one result, counting an outstanding command up to ``now``."""
-        waiting = now - self._lk_invoked_at if self.outstanding else 0
+        waiting = now - self._lk_invoked_at if self.outstanding and self._lk_invoked_at is not None else 0
         return max(self._lk_max_wait, waiting)
 
     # ---- events --------------------------------------------------------------------
@@ -384,12 +385,13 @@ class ClientWorker(Node):
         if not self.outstanding or not self.client.has_result():
             return
         result = self.client.get_result()
-        now = current_effects().now
+        now = current_effects().now  # None in searches, which have no clock
         command, expected = self._command_and_result(self.sent)
         self.results.append(result if self._lk_record else None)
         self._lk_history.append(HistoryRecord(self.address, command, result, self._lk_invoked_at, now))
         self._lk_expected.append(expected)
-        self._lk_max_wait = max(self._lk_max_wait, now - self._lk_invoked_at)
+        if now is not None:
+            self._lk_max_wait = max(self._lk_max_wait, now - self._lk_invoked_at)
         number = self.sent + 1
         if not self._has_command(number):
             return

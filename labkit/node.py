@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Callable, Iterable
 
-from labkit.values import _fp_str, copy_value
+from labkit.values import UnsupportedValueError, _fp_str, copy_value, find_unsupported
 
 __all__ = [
     "Address",
@@ -49,11 +49,12 @@ class Address:
     def __post_init__(self) -> None:
         if not isinstance(self.name, str) or not self.name:
             raise NodeError(f"an Address needs a non-empty string name, got {self.name!r}")
-
-    def __hash__(self) -> int:
         # Stable across processes (unlike hash(str)), so sets of addresses
         # iterate in the same order in every interpreter.
-        return _fp_str(self.name)
+        object.__setattr__(self, "_lk_hash", _fp_str(self.name))
+
+    def __hash__(self) -> int:
+        return self._lk_hash  # type: ignore[attr-defined,no-any-return]
 
     def __str__(self) -> str:
         return self.name
@@ -259,5 +260,9 @@ def copy_node(node: Node) -> Node:
                 continue
             attrs[key] = list(value) if type(value) is list else value
         else:
-            attrs[key] = copy_value(value)
+            try:
+                attrs[key] = copy_value(value)
+            except UnsupportedValueError as error:
+                # Name the attribute in the path (copy_value only sees the value).
+                raise find_unsupported(value, key) or error from None
     return new

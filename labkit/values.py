@@ -41,6 +41,7 @@ __all__ = [
 
 _MASK = (1 << 64) - 1
 _CACHE_ATTR = "_lk_fp"
+_CACHE_ATTRS = frozenset({"_lk_fp", "_lk_imm"})
 
 
 class UnsupportedValueError(TypeError):
@@ -207,11 +208,24 @@ def _fp_list(lst: list) -> int:
     return hash((_TAG_LIST, *[fp(x) for x in lst]))
 
 
+def _mix(x: int) -> int:
+    """Scramble one item digest before it is summed into an unordered combination.
+
+    Python's tuple hash is close to linear under addition, so a plain sum of
+    ``hash((key, value))`` makes ``{1: 2, 3: 4}`` and ``{1: 4, 3: 2}`` collide;
+    a xorshift-multiply finalizer breaks that linearity.
+    """
+    x &= _MASK
+    x ^= x >> 32
+    x = (x * 0xD6E8FEB86659FD93) & _MASK
+    return x ^ (x >> 32)
+
+
 def _fp_dict(d: dict) -> int:
     fp = _fp
     total = 0
     for k, v in d.items():
-        total += hash((fp(k), fp(v)))
+        total += _mix(hash((fp(k), fp(v))))
     return hash((_TAG_DICT, total & _MASK, len(d)))
 
 
@@ -219,7 +233,7 @@ def _fp_set(s: set) -> int:
     fp = _fp
     total = 0
     for x in s:
-        total += hash((_TAG_SET, fp(x)))
+        total += _mix(hash((_TAG_SET, fp(x))))
     return hash((_TAG_SET, total & _MASK, len(s)))
 
 
@@ -227,7 +241,7 @@ def _fp_frozenset(s: frozenset) -> int:
     fp = _fp
     total = 0
     for x in s:
-        total += hash((_TAG_SET, fp(x)))
+        total += _mix(hash((_TAG_SET, fp(x))))
     return hash((_TAG_FROZENSET, total & _MASK, len(s)))
 
 
@@ -238,7 +252,7 @@ def _fp_attrs(cls_fp: int, attrs: dict) -> int:
     for k, v in attrs.items():
         if k[:4] == "_lk_":
             continue
-        total += hash((_fp_str(k), fp(v)))
+        total += _mix(hash((_fp_str(k), fp(v))))
     return hash((cls_fp, total & _MASK))
 
 
@@ -335,7 +349,7 @@ def _frozen_dataclass_handler(cls: type) -> Callable[[Any], int]:
                 return cached
         values = [getattr(obj, n) for n in names]
         fp = hash((cls_fp, *[_fp(v) for v in values]))
-        if has_dict and all(_immutable(v) for v in values):
+        if has_dict and _immutable(obj):
             object.__setattr__(obj, _CACHE_ATTR, fp)
         return fp
 
@@ -365,31 +379,40 @@ _FP_DISPATCH.update(
 # --------------------------------------------------------------------------
 
 _ATOMS = frozenset({type(None), bool, int, float, complex, str, bytes})
-_FROZEN_DC: dict[type, bool] = {}
+_IMM_ATTR = "_lk_imm"
+_FROZEN_FIELDS: dict[type, tuple[str, ...] | None] = {}
+
+
+def _frozen_fields(cls: type) -> tuple[str, ...] | None:
+    """Field names of a frozen dataclass, or None for any other class."""
+    try:
+        return _FROZEN_FIELDS[cls]
+    except KeyError:
+        names = None
+        if dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen:  # type: ignore[attr-defined]
+            names = tuple(f.name for f in dataclasses.fields(cls))
+        _FROZEN_FIELDS[cls] = names
+        return names
 
 
 def _is_frozen_dataclass(cls: type) -> bool:
-    flag = _FROZEN_DC.get(cls)
-    if flag is None:
-        flag = bool(
-            dataclasses.is_dataclass(cls) and cls.__dataclass_params__.frozen  # type: ignore[attr-defined]
-        )
-        _FROZEN_DC[cls] = flag
-    return flag
+    return _frozen_fields(cls) is not None
 
 
 def _immutable(value: Any) -> bool:
     cls = type(value)
     if cls in _ATOMS:
         return True
-    if _is_frozen_dataclass(cls):
+    names = _frozen_fields(cls)
+    if names is not None:
         d = getattr(value, "__dict__", None)
-        if d is not None and _CACHE_ATTR in d:
-            return True
-        if d is None:
-            return all(_immutable(getattr(value, f.name)) for f in dataclasses.fields(cls))
-        _fp(value)  # caches the digest when every field is immutable
-        return _CACHE_ATTR in value.__dict__
+        if d is None:  # slots: nowhere to cache the answer
+            return all(_immutable(getattr(value, n)) for n in names)
+        flag = d.get(_IMM_ATTR)
+        if flag is None:
+            flag = all(_immutable(getattr(value, n)) for n in names)
+            object.__setattr__(value, _IMM_ATTR, flag)
+        return flag
     if cls is tuple or cls is frozenset:
         return all(_immutable(x) for x in value)
     if isinstance(value, (enum.Enum, type)):
@@ -466,7 +489,7 @@ def _make_copy_handler(cls: type, sample: Any) -> Callable[[Any], Any]:
                 return obj
             new = object.__new__(cls)
             if has_dict:
-                new.__dict__.update({k: _copy(v) for k, v in obj.__dict__.items() if k != _CACHE_ATTR})
+                new.__dict__.update({k: _copy(v) for k, v in obj.__dict__.items() if k not in _CACHE_ATTRS})
             else:
                 for n in names:
                     object.__setattr__(new, n, _copy(getattr(obj, n)))
@@ -478,7 +501,7 @@ def _make_copy_handler(cls: type, sample: Any) -> Callable[[Any], Any]:
             def handler(obj: Any) -> Any:
                 new = object.__new__(cls)
                 new.__dict__.update(
-                    {k: (v if type(v) in _ATOMS else _copy(v)) for k, v in obj.__dict__.items() if k != _CACHE_ATTR}
+                    {k: (v if type(v) in _ATOMS else _copy(v)) for k, v in obj.__dict__.items() if k not in _CACHE_ATTRS}
                 )
                 return new
 
@@ -491,7 +514,7 @@ def _make_copy_handler(cls: type, sample: Any) -> Callable[[Any], Any]:
                     if hasattr(obj, n):
                         object.__setattr__(new, n, _copy(getattr(obj, n)))
                 if hasattr(obj, "__dict__"):
-                    new.__dict__.update({k: _copy(v) for k, v in obj.__dict__.items() if k != _CACHE_ATTR})
+                    new.__dict__.update({k: _copy(v) for k, v in obj.__dict__.items() if k not in _CACHE_ATTRS})
                 return new
 
     elif issubclass(cls, (tuple, frozenset)) and not issubclass(cls, (list, dict, set)):

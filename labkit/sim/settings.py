@@ -41,6 +41,7 @@ class NetworkSettings:
         self._timers_default = True
         self._timers: dict[Address, bool] = {}
         self._listeners: list[Callable[[str], None]] = []
+        self._decisions: dict[tuple[Address, Address], tuple[bool, float]] = {}
 
     # ---- change notification (the simulator logs every change) -------------
 
@@ -49,6 +50,7 @@ class NetworkSettings:
         self._listeners.append(listener)
 
     def _changed(self, description: str) -> None:
+        self._decisions.clear()
         for listener in self._listeners:
             listener(description)
 
@@ -211,6 +213,15 @@ class RunSettings(NetworkSettings):
             where = ""
         self._changed(f"delivery rate {rate:g}{where}")
         return self
+
+    def decision(self, sender: Address, receiver: Address) -> tuple[bool, float]:
+        """``(can_deliver, delivery_rate)`` for a link, cached until the next change."""
+        key = (sender, receiver)
+        found = self._decisions.get(key)
+        if found is None:
+            found = (self.can_deliver(sender, receiver), self.rate_for(sender, receiver))
+            self._decisions[key] = found
+        return found
 
     def rate_for(self, sender: Address, receiver: Address) -> float:
         if sender == receiver:

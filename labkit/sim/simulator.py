@@ -17,7 +17,7 @@ from typing import Any, Callable
 
 from labkit.client import ClientWorker, HistoryRecord, NoResultYet, Workload
 from labkit.deadline import DeadlineExceeded, check_deadlines, deadline
-from labkit.node import Address, Effects, LabkitError, Node, handling
+from labkit.node import Address, Effects, LabkitError, Node, _active
 from labkit.sim.log import (
     DELIVER,
     DROP,
@@ -102,12 +102,7 @@ class Simulation:
         self._raw_history: dict[Address, list[HistoryRecord]] = {}
         self._queue: list[tuple] = []
         self._seq = 0
-        self.sent_to: Counter[Address] = Counter()
-        self.delivered_to: Counter[Address] = Counter()
-        self.sent_by_type: Counter[str] = Counter()
-        self.delivered_by_type: Counter[str] = Counter()
-        self._event_counts: Counter[tuple[str, str]] = Counter()
-        self._current = ""
+        self._watched: set[Address] = set()  # clients whose invokes and responses are logged
 
     # ---- building the system ------------------------------------------------
 
@@ -122,12 +117,14 @@ class Simulation:
         self._add(node)
         self._raw_clients.append(node.address)
         self._raw_history[node.address] = []
+        self._watched.add(node.address)
         return node
 
     def add_worker(self, client: Node, workload: Workload, record_results: bool = True) -> ClientWorker:
         """Add ``client`` driven by a closed-loop worker running ``workload``."""
         worker = ClientWorker(client, workload, record_results=record_results, seed=self.seed)
         self._workers[worker.address] = worker
+        self._watched.add(worker.address)
         self._add(worker)
         return worker
 
@@ -144,6 +141,7 @@ class Simulation:
             if address in group:
                 group.remove(address)
         self._workers.pop(address, None)
+        self._watched.discard(address)
 
     def _add(self, node: Node) -> Node:
         if not isinstance(node, Node):
@@ -151,7 +149,7 @@ class Simulation:
         if node.address in self.nodes:
             raise SimulationError(f"there is already a node at {node.address}")
         self.nodes[node.address] = node
-        self._handle(node, "init()", lambda: node.init())
+        self._call(node, "init()", node.init)
         return node
 
     # ---- what predicates and tests read -------------------------------------
@@ -201,9 +199,13 @@ class Simulation:
     def send_command(self, address: Address, command: Any) -> None:
         """Call ``send_command(command)`` on the raw client at ``address``, now."""
         client = self.node(address)
-        self._handle(client, f"send_command({_describe_item(command)})", lambda: client.send_command(command))
-        self._raw_pending[address] = (command, self.now)
+        if address not in self._raw_history:
+            raise SimulationError(f"{address} is not a raw client; add it with add_client()")
+        self._raw_pending.pop(address, None)
         self.log.append(self.now, INVOKE, address, None, command, None)
+        self._call(client, f"send_command({_describe_item(command)})", lambda: client.send_command(command))
+        if not client.has_result():  # type: ignore[attr-defined]
+            self._raw_pending[address] = (command, self.now)
 
     def has_result(self, address: Address) -> bool:
         return bool(self.node(address).has_result())  # type: ignore[attr-defined]
@@ -218,7 +220,7 @@ class Simulation:
     def resume_clients(self) -> None:
         """Let idle workers send the next command (after ``add_commands``)."""
         for worker in self._workers.values():
-            self._handle(worker, "resume", worker.resume)
+            self._call(worker, "resume", worker.resume)
 
     # ---- running -------------------------------------------------------------------
 
@@ -253,19 +255,23 @@ class Simulation:
                     if not self.events_handled & 1023:
                         check_deadlines()
             except DeadlineExceeded as error:
-                if error.what != guard.what or not guard.fired:
-                    error.during = self._current  # type: ignore[attr-defined]
+                if not guard.fired:
                     raise
-                if self._current:
+                during = getattr(error, "during", "")
+                if during:
                     raise RunawayError(
-                        f"{self._current} was still running after {self.wall_limit:g} s of real time: "
+                        f"{during} was still running after {self.wall_limit:g} s of real time: "
                         "look for an endless loop in that handler"
                     ) from None
                 raise RunawayError(self._runaway_text(f"ran for {self.wall_limit:g} s of real time")) from None
         return False
 
     def _runaway_text(self, what: str) -> str:
-        top = ", ".join(f"{kind} at {node} ({n:,})" for (node, kind), n in self._event_counts.most_common(3))
+        recent = Counter(
+            (e.node, e.item.__class__.__name__)
+            for e in self.log.of_kind(DELIVER, TIMER_FIRE)[-100_000:]
+        )
+        top = ", ".join(f"{kind} at {node} ({n:,})" for (node, kind), n in recent.most_common(3))
         return (
             f"the run {what} and reached only t={self.now} ms of virtual time; the most frequent events were "
             f"{top}. A timer that is set more than once per firing, or a message answered by more than one "
@@ -276,70 +282,111 @@ class Simulation:
         time, _, kind, sender, receiver, item, mid = entry
         self.now = time
         node = self.nodes.get(receiver)
+        log = self.log
         if kind == _MESSAGE:
             if node is None:
-                self.log.append(time, DROP, receiver, sender, item, "unknown node")
+                log.append(time, DROP, receiver, sender, item, "unknown node")
                 return
             if sender != receiver:
-                settings = self.settings
-                if not settings.can_deliver(sender, receiver):
-                    self.log.append(time, DROP, receiver, sender, item, "partition")
+                can_deliver, rate = self.settings.decision(sender, receiver)
+                if not can_deliver:
+                    log.append(time, DROP, receiver, sender, item, "partition")
                     return
-                rate = settings.rate_for(sender, receiver)
                 if rate < 1.0 and self.rng.random() >= rate:
-                    self.log.append(time, DROP, receiver, sender, item, "loss")
+                    log.append(time, DROP, receiver, sender, item, "loss")
                     return
             message = copy_value(item)
-            type_name = type(message).__name__
-            self.delivered_to[receiver] += 1
-            self.delivered_by_type[type_name] += 1
-            self._event_counts[(receiver.name, type_name)] += 1
-            self.log.append(time, DELIVER, receiver, sender, message, mid)
-            self._handle(node, f"{type_name} from {sender}", lambda: node.deliver_message(message, sender), message)
+            log.append(time, DELIVER, receiver, sender, message, mid)
+            self._handle(node, message, sender)
         else:
             if node is None:
                 return
             if not self.settings.timers_active(receiver):
-                self.log.append(time, TIMER_OFF, receiver, None, item, None)
+                log.append(time, TIMER_OFF, receiver, None, item, None)
                 return
             timer = copy_value(item)
-            type_name = type(timer).__name__
-            self._event_counts[(receiver.name, type_name)] += 1
-            self.log.append(time, TIMER_FIRE, receiver, None, timer, None)
-            self._handle(node, f"timer {type_name}", lambda: node.deliver_timer(timer), timer)
+            log.append(time, TIMER_FIRE, receiver, None, timer, None)
+            self._handle(node, timer, None)
 
-    def _handle(self, node: Node, event: str, action: Callable[[], Any], item: Any = None) -> None:
-        """Run one handler, then apply its effects."""
+    def _handle(self, node: Node, event: Any, sender: Address | None) -> None:
+        """Deliver one message (``sender`` given) or timer to ``node``, then apply its effects."""
         self.events_handled += 1
         effects = Effects(self.now)
-        worker = self._workers.get(node.address)
-        if worker is not None:
-            sent_before, results_before = worker.sent, len(worker.results)
-        raw_pending = self._raw_pending.get(node.address)
-        self._current = f"{node.address}'s handler for {event}"
+        address = node.address
+        watched = address in self._watched
+        if watched:
+            before = self._client_progress(address)
+        _active.append(effects)
         try:
-            with handling(effects):
-                action()
-        except DeadlineExceeded:
+            if sender is not None:
+                node.deliver_message(event, sender)
+            else:
+                node.deliver_timer(event)
+        except DeadlineExceeded as error:
+            error.during = f"{address}'s handler for {self._describe_event(address, event, sender)}"  # type: ignore[attr-defined]
             raise
         except Exception as error:
-            shown = f"{event} ({_describe_item(item)})" if item is not None else event
-            self.log.append(self.now, ERROR, node.address, None, None, f"{type(error).__name__}: {error}")
-            raise HandlerError(node.address, shown, self.now, error) from error
-        self._current = ""
-        if worker is not None:
-            if len(worker.results) != results_before:
-                self.log.append(self.now, RESPONSE, node.address, None, worker.history[len(worker.results) - 1].result, None)
-            if worker.sent != sent_before:
-                self.log.append(self.now, INVOKE, node.address, None, worker.history[-1].command, None)
-        elif raw_pending is not None and node.has_result():  # type: ignore[attr-defined]
-            result = node.get_result()  # type: ignore[attr-defined]
-            self._raw_history[node.address].append(
-                HistoryRecord(node.address, raw_pending[0], result, raw_pending[1], self.now)
-            )
-            del self._raw_pending[node.address]
-            self.log.append(self.now, RESPONSE, node.address, None, result, None)
+            self._fail(address, self._describe_event(address, event, sender), error)
+        finally:
+            _active.pop()
+        if watched:
+            self._record_client_progress(address, before)
         self._apply(effects)
+
+    def _call(self, node: Node, what: str, action: Callable[[], Any]) -> None:
+        """Run ``action`` (``init()``, a client call) as an event of ``node``."""
+        effects = Effects(self.now)
+        address = node.address
+        watched = address in self._watched
+        if watched:
+            before = self._client_progress(address)
+        _active.append(effects)
+        try:
+            action()
+        except DeadlineExceeded as error:
+            error.during = f"{address}'s {what}"  # type: ignore[attr-defined]
+            raise
+        except Exception as error:
+            self._fail(address, what, error)
+        finally:
+            _active.pop()
+        if watched:
+            self._record_client_progress(address, before)
+        self._apply(effects)
+
+    def _describe_event(self, address: Address, event: Any, sender: Address | None) -> str:
+        if sender is not None:
+            return f"{type(event).__name__} from {sender} ({_describe_item(event)})"
+        return f"timer {type(event).__name__} ({_describe_item(event)})"
+
+    def _fail(self, address: Address, what: str, error: Exception) -> None:
+        self.log.append(self.now, ERROR, address, None, None, f"{type(error).__name__}: {error}")
+        raise HandlerError(address, what, self.now, error) from error
+
+    def _client_progress(self, address: Address) -> tuple[int, int]:
+        worker = self._workers.get(address)
+        if worker is not None:
+            return worker.sent, len(worker.results)
+        return 0, 0
+
+    def _record_client_progress(self, address: Address, before: tuple[int, int]) -> None:
+        """Log invokes and responses of the client at ``address`` after an event."""
+        worker = self._workers.get(address)
+        if worker is not None:
+            sent_before, results_before = before
+            if len(worker.results) != results_before:
+                record = worker._lk_history[-1]
+                self.log.append(self.now, RESPONSE, address, None, record.result, None)
+            if worker.sent != sent_before:
+                self.log.append(self.now, INVOKE, address, None, worker.history[-1].command, None)
+            return
+        pending = self._raw_pending.get(address)
+        client = self.nodes.get(address)
+        if pending is not None and client is not None and client.has_result():  # type: ignore[attr-defined]
+            result = client.get_result()  # type: ignore[attr-defined]
+            self._raw_history[address].append(HistoryRecord(address, pending[0], result, pending[1], self.now))
+            del self._raw_pending[address]
+            self.log.append(self.now, RESPONSE, address, None, result, None)
 
     def _apply(self, effects: Effects) -> None:
         now = self.now
@@ -352,8 +399,6 @@ class Simulation:
             for sender, receiver, message in effects.sends:
                 mid = len(log)
                 log.append(now, SEND, sender, receiver, message, mid)
-                self.sent_to[receiver] += 1
-                self.sent_by_type[type(message).__name__] += 1
                 self._seq += 1
                 if sender == receiver:
                     heapq.heappush(queue, (now, self._seq, _MESSAGE, sender, receiver, message, mid))
@@ -378,13 +423,30 @@ class Simulation:
 
     def messages_to_servers(self) -> int:
         """Messages sent to servers so far (as DSLabs counts them: enqueued, not delivered)."""
-        return sum(self.sent_to[a] for a in self._servers)
+        servers = set(self._servers)
+        return sum(1 for e in self.log.of_kind(SEND) if e.peer in servers)
+
+    def message_counts(self) -> dict[str, Counter[Any]]:
+        """Counters of messages: ``sent_to`` and ``delivered_to`` per node,
+        ``sent_by_type`` and ``delivered_by_type`` per message class."""
+        counts: dict[str, Counter[Any]] = {
+            "sent_to": Counter(), "delivered_to": Counter(), "sent_by_type": Counter(), "delivered_by_type": Counter()
+        }
+        for e in self.log.of_kind(SEND, DUPLICATE, DELIVER):
+            if e.kind == DELIVER:
+                counts["delivered_to"][e.node] += 1
+                counts["delivered_by_type"][type(e.item).__name__] += 1
+            elif e.kind == SEND:
+                counts["sent_to"][e.peer] += 1
+                counts["sent_by_type"][type(e.item).__name__] += 1
+        return counts
 
     def pending_events(self) -> int:
         return len(self._queue)
 
     def describe(self) -> str:
+        counts = self.message_counts()
         return (
             f"seed {self.seed}, t={self.now} ms, {self.events_handled:,} events, "
-            f"{sum(self.sent_by_type.values()):,} messages sent, {sum(self.delivered_by_type.values()):,} delivered"
+            f"{sum(counts['sent_to'].values()):,} messages sent, {sum(counts['delivered_to'].values()):,} delivered"
         )

@@ -1,0 +1,330 @@
+"""Search strategies: breadth-first search and random depth-first probes."""
+
+from __future__ import annotations
+
+import random
+import sys
+import time
+from array import array
+from typing import Any, Callable
+
+from labkit.check.predicates import PredicateResult
+from labkit.search.results import Outcome, SearchResult
+from labkit.search.settings import SearchSettings
+from labkit.search.state import Event, SearchState
+from labkit.search.trace import Trace, minimize, reorder
+
+__all__ = ["bfs", "random_search", "Progress"]
+
+_VALID, _PRUNED, _TERMINAL = 0, 1, 2
+
+
+class Progress:
+    """A status line (tqdm when available): explored states, depth, rate, elapsed time."""
+
+    def __init__(self, enabled: bool, label: str) -> None:
+        self.enabled = enabled
+        self.label = label
+        self._bar: Any = None
+        self._last = 0.0
+        self._start = time.perf_counter()
+
+    def update(self, done: int, depth: int) -> None:
+        if not self.enabled:
+            return
+        now = time.perf_counter()
+        if now - self._last < 0.5:
+            return
+        self._last = now
+        elapsed = now - self._start
+        rate = done / elapsed if elapsed else 0.0
+        text = f"{self.label}: {done:,} explored, depth {depth}, {rate:,.0f}/s, {elapsed:.0f} s"
+        try:
+            from tqdm import tqdm
+
+            if self._bar is None:
+                self._bar = tqdm(total=None, bar_format="{desc}", file=sys.stderr, leave=False)
+            self._bar.set_description_str(text)
+        except ImportError:  # pragma: no cover - tqdm is a dependency
+            print(text, file=sys.stderr)
+
+    def close(self) -> None:
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class _Checker:
+    """Classifies states against a settings' predicates (in DSLabs's order)."""
+
+    def __init__(self, settings: SearchSettings, start_depth: int) -> None:
+        self.invariants = list(settings.invariants)
+        self.goals = list(settings.goals)
+        self.prunes = list(settings.prunes)
+        self.max_depth = None if settings.max_depth is None else start_depth + settings.max_depth
+
+    def classify(self, state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
+        if state.failure is not None:
+            return _TERMINAL, Outcome.EXCEPTION_THROWN, None
+        for p in self.invariants:
+            if not p(state):
+                return _TERMINAL, Outcome.INVARIANT_VIOLATED, p.evaluate(state)
+        for p in self.goals:
+            if p(state):
+                return _TERMINAL, Outcome.GOAL_FOUND, p.evaluate(state)
+        for p in self.prunes:
+            if p(state):
+                return _PRUNED, None, None
+        if self.max_depth is not None and state.depth >= self.max_depth:
+            return _PRUNED, None, None
+        return _VALID, None, None
+
+
+def _determinism_period(settings: SearchSettings) -> int:
+    share = settings.check_determinism
+    return 0 if share <= 0 else max(1, round(1 / share))
+
+
+def _finish(result: SearchResult, start: SearchState, events: list[Event], meta: dict[str, Any],
+            shorten: Callable[[list[Event]], list[Event]] | None = None) -> SearchResult:
+    """Attach the final state's full path and, for failures, a readable trace."""
+    state = result.state
+    if state is None:
+        return result
+    state.origin = start.path() + tuple(events)
+    if result.outcome in (Outcome.INVARIANT_VIOLATED, Outcome.EXCEPTION_THROWN):
+        root = start.system.root or start
+        path = list(state.origin)
+        if shorten is not None:
+            path = shorten(path)
+        path = reorder(root, path)
+        result.trace = Trace(root, path, result.violation, state.failure, dict(meta))
+        result.failure = state.failure
+    return result
+
+
+def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
+        meta: dict[str, Any] | None = None) -> SearchResult:
+    """Breadth-first search from ``start`` under ``settings``.
+
+    Visited states are kept as 64-bit fingerprints with a parent index and the
+    event's position (about 90 bytes each); paths are rebuilt by replay, as TLC
+    and Stateright do. With ``settings.workers > 1`` the search runs on several
+    processes and explores exactly the same states.
+    """
+    if settings.workers > 1:
+        from labkit.search.parallel import parallel_bfs
+
+        return parallel_bfs(start, settings, progress=progress, meta=meta)
+    clock = time.perf_counter()
+    system = start.system
+    system.check_every = _determinism_period(settings)
+    can = settings.connectivity(system.addresses)
+    timers_on = settings.timer_mask(system.addresses)
+    checker = _Checker(settings, start.depth)
+    budget = settings.max_states
+    deadline = clock + settings.max_time if settings.max_time else float("inf")
+    bar = Progress(progress, "BFS")
+    result = SearchResult(Outcome.SPACE_EXHAUSTED, "bfs", budget=budget)
+
+    parents = array("q", [-1])
+    positions = array("l", [0])
+    visited = {start.fp}
+    kind, outcome, detail = checker.classify(start)
+    if kind == _TERMINAL:
+        result.outcome, result.state, result.states = outcome, start, 1  # type: ignore[assignment]
+        result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+        result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+        result.seconds = time.perf_counter() - clock
+        return _finish(result, start, [], meta or {})
+    frontier: list[tuple[SearchState, int]] = [] if kind == _PRUNED else [(start, 0)]
+    depth = 0
+    try:
+        while frontier:
+            next_frontier: list[tuple[SearchState, int]] = []
+            for state, index in frontier:
+                for position, event in enumerate(state.events(can, timers_on)):
+                    fp, parts = state.step_fp(event)
+                    if fp in visited:
+                        continue
+                    visited.add(fp)
+                    child = state.build(parts)
+                    parents.append(index)
+                    positions.append(position)
+                    kind, outcome, detail = checker.classify(child)
+                    if kind == _TERMINAL:
+                        result.outcome, result.state = outcome, child  # type: ignore[assignment]
+                        result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+                        result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+                        result.depth = child.depth - start.depth
+                        raise _Stop(len(parents) - 1)
+                    if kind == _VALID:
+                        next_frontier.append((child, len(parents) - 1))
+                    if budget is not None and len(visited) >= budget:
+                        result.outcome = Outcome.BUDGET_EXHAUSTED
+                        result.depth = child.depth - start.depth
+                        raise _Stop(None)
+                    if not len(visited) & 255:
+                        bar.update(len(visited), child.depth - start.depth)
+                        if time.perf_counter() > deadline:
+                            result.outcome = Outcome.TIME_EXHAUSTED
+                            result.depth = child.depth - start.depth
+                            raise _Stop(None)
+            frontier = next_frontier
+            if frontier:
+                depth = frontier[0][0].depth - start.depth
+                result.depth = depth
+    except _Stop as stop:
+        if stop.index is not None:
+            events = _path(start, stop.index, parents, positions, can, timers_on)
+            result.states = len(visited)
+            result.seconds = time.perf_counter() - clock
+            bar.close()
+            return _finish(result, start, events, meta or {})
+    finally:
+        bar.close()
+    result.states = len(visited)
+    result.seconds = time.perf_counter() - clock
+    return result
+
+
+class _Stop(Exception):
+    def __init__(self, index: int | None) -> None:
+        self.index = index
+
+
+def _path(start: SearchState, index: int, parents: Any, positions: Any, can: Any, timers_on: Any) -> list[Event]:
+    """The events from ``start`` to record ``index``, rebuilt by replaying event positions."""
+    chain = []
+    while index > 0:
+        chain.append(positions[index])
+        index = parents[index]
+    state = start
+    events: list[Event] = []
+    for position in reversed(chain):
+        internal = state.events(can, timers_on)[position]
+        events.append(state.event_value(internal))
+        state = state.step(internal)
+    return events
+
+
+def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *, progress: bool = False,
+                  meta: dict[str, Any] | None = None) -> SearchResult:
+    """Random depth-first probes from ``start`` (DSLabs's "random search").
+
+    Each probe walks from ``start`` taking a random enabled event whose
+    successor is not pruned, until a dead end, the depth limit or a terminal
+    state. Probe ``k`` draws from its own generator seeded by ``(seed, k)``, so
+    any probe can be replayed. A violation found is minimized before it is
+    reported. The budget is ``settings.max_steps``.
+    """
+    clock = time.perf_counter()
+    system = start.system
+    system.check_every = _determinism_period(settings)
+    can = settings.connectivity(system.addresses)
+    timers_on = settings.timer_mask(system.addresses)
+    checker = _Checker(settings, start.depth)
+    budget = settings.max_steps
+    deadline = clock + settings.max_time if settings.max_time else float("inf")
+    bar = Progress(progress, "random search")
+    result = SearchResult(Outcome.BUDGET_EXHAUSTED, "random", budget=budget)
+    verdicts: dict[int, tuple[int, Outcome | None, PredicateResult | None]] = {}
+
+    def classify(state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
+        verdict = verdicts.get(state.fp)
+        if verdict is None:
+            if len(verdicts) > 200_000:
+                verdicts.clear()
+            verdict = checker.classify(state)
+            verdicts[state.fp] = verdict
+        return verdict
+
+    kind, outcome, detail = classify(start)
+    if kind == _TERMINAL:
+        result.outcome, result.state = outcome, start  # type: ignore[assignment]
+        result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+        result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+        return _finish(result, start, [], meta or {})
+    if kind == _PRUNED:
+        result.outcome = Outcome.SPACE_EXHAUSTED
+        return result
+    steps = 0
+    probe = 0
+    try:
+        while budget is None or steps < budget:
+            rng = random.Random(f"{seed}:{probe}")
+            probe += 1
+            state = start
+            walked: list[tuple[SearchState, tuple]] = []
+            while True:
+                events = state.events(can, timers_on)
+                chosen = None
+                while events:
+                    k = rng.randrange(len(events))
+                    event = events[k]
+                    child = state.step(event)
+                    kind, outcome, detail = classify(child)
+                    if kind != _PRUNED:
+                        chosen = child
+                        break
+                    events[k] = events[-1]
+                    events.pop()
+                if chosen is None:
+                    break
+                walked.append((state, event))
+                state = chosen
+                steps += 1
+                result.depth = max(result.depth, state.depth - start.depth)
+                if kind == _TERMINAL:
+                    result.outcome, result.state = outcome, state  # type: ignore[assignment]
+                    result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+                    result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+                    path = [s.event_value(e) for s, e in walked]
+                    result.steps, result.probes = steps, probe
+                    shorten = _shortener(start, checker, outcome) if outcome is not Outcome.GOAL_FOUND else None
+                    result.seconds = time.perf_counter() - clock
+                    return _finish(result, start, path, meta or {}, shorten)
+                if budget is not None and steps >= budget:
+                    break
+                if not steps & 1023:
+                    bar.update(steps, result.depth)
+                    if time.perf_counter() > deadline:
+                        result.outcome = Outcome.TIME_EXHAUSTED
+                        raise _Stop(None)
+    except _Stop:
+        pass
+    finally:
+        bar.close()
+    result.steps, result.probes = steps, probe
+    result.seconds = time.perf_counter() - clock
+    return result
+
+
+def _shortener(start: SearchState, checker: _Checker, outcome: Outcome | None) -> Callable[[list[Event]], list[Event]]:
+    """Minimize a path (from the system's root) while the same kind of failure remains."""
+    root = start.system.root or start
+    invariants = checker.invariants
+
+    def shorten(path: list[Event]) -> list[Event]:
+        prefix = list(start.path())
+        suffix = path[len(prefix):]
+        base = root
+        for event in prefix:
+            nxt = base.apply(event)
+            if nxt is None:
+                return path
+            base = nxt
+        final = base
+        for event in suffix:
+            final = final.apply(event) or final
+        failing_name = next((p.name for p in invariants if not p(final)), None)
+        error_type = final.failure.error_type if final.failure is not None else None
+
+        def fails(state: SearchState) -> bool:
+            if outcome is Outcome.EXCEPTION_THROWN:
+                return state.failure is not None and state.failure.error_type == error_type
+            return any(p.name == failing_name and not p(state) for p in invariants)
+
+        return prefix + minimize(base, suffix, fails)
+
+    return shorten
