@@ -19,6 +19,7 @@ __all__ = [
     "Predicate",
     "PredicateResult",
     "predicate",
+    "find_predicate",
     "RESULTS_OK",
     "CLIENTS_DONE",
     "NONE_DECIDED",
@@ -52,6 +53,7 @@ class Predicate:
     def __init__(self, name: str, fn: Callable[[Any], Any]) -> None:
         self.name = name
         self._fn = fn
+        _REGISTRY[name] = self
 
     def evaluate(self, state: Any) -> PredicateResult:
         try:
@@ -132,6 +134,14 @@ class Predicate:
 
     def __repr__(self) -> str:
         return f"Predicate({self.name!r})"
+
+
+_REGISTRY: dict[str, "Predicate"] = {}
+
+
+def find_predicate(name: str) -> Predicate | None:
+    """The most recently created predicate called ``name`` (used to re-check saved traces)."""
+    return _REGISTRY.get(name)
 
 
 def predicate(name: str) -> Callable[[Callable[[Any], Any]], Predicate]:

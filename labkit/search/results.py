@@ -64,7 +64,7 @@ class SearchResult:
     def coverage(self) -> str:
         """``explored 12,345 states to depth 14 in 2.1 s`` (or steps and probes)."""
         if self.strategy == "bfs":
-            amount = f"{self.states:,} states"
+            amount = f"{self.states:,} state" + ("" if self.states == 1 else "s")
             of = f" of a budget of {self.budget:,}" if self.budget and self.outcome is Outcome.TIME_EXHAUSTED else ""
         else:
             amount = f"{self.steps:,} steps in {self.probes:,} probes"

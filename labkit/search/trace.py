@@ -277,6 +277,16 @@ class Trace:
         path.write_text(json.dumps(self.to_dict(), indent=1) + "\n", encoding="utf-8")
         return path
 
+    @staticmethod
+    def read_meta(path: str | Path) -> dict[str, Any]:
+        """Only the trace's description (lab, test, seed, solution), without loading any class."""
+        try:
+            data = json.loads(Path(path).read_text(encoding="utf-8"))
+        except (OSError, json.JSONDecodeError, UnicodeDecodeError) as error:
+            raise TraceError(f"{path} is not a labkit trace: {error}") from None
+        meta = data.get("meta") if isinstance(data, dict) else None
+        return meta if isinstance(meta, dict) else {}
+
     @classmethod
     def load(cls, path: str | Path) -> "Trace":
         """Read a trace file; the classes it names must be importable (load the solution first)."""

@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 from labkit.check.predicates import Predicate
+from labkit.search.engine import bfs, random_search
+from labkit.search.results import Outcome, SearchResult
+from labkit.search.settings import SearchSettings
+from labkit.search.state import SearchState
 from labkit.sim.settings import RunSettings
 from labkit.sim.simulator import Simulation
 from labkit.testing.declare import TestSpec
@@ -35,11 +40,14 @@ class TestContext:
 
     __test__ = False
 
-    def __init__(self, spec: TestSpec, seed: int, solution: Solution) -> None:
+    def __init__(self, spec: TestSpec, seed: int, solution: Solution, trace_dir: Path | None = None) -> None:
         self.spec = spec
         self.seed = seed
         self.solution = solution
+        self.trace_dir = trace_dir
         self.simulations: list[Simulation] = []
+        self.searches: list[SearchResult] = []
+        self.traces: list[Path] = []
         self.notes: list[str] = []
 
     def simulation(self, settings: RunSettings | None = None, **options: Any) -> Simulation:
@@ -69,6 +77,77 @@ class TestContext:
         address, wait = sim.max_wait()
         if wait >= limit_millis:
             fail(f"{address} waited too long for a result: {wait} ms of virtual time ({limit_millis} ms allowed)")
+
+    # ---- search tests ---------------------------------------------------------
+
+    def _meta(self) -> dict[str, Any]:
+        return {
+            "lab": self.spec.lab,
+            "test": self.spec.qualified_number,
+            "name": self.spec.name,
+            "seed": self.seed,
+            "solution": str(self.solution.path) if self.solution.path else None,
+        }
+
+    def _save(self, result: SearchResult) -> str:
+        if result.trace is None or self.trace_dir is None:
+            return ""
+        stage = len(self.searches)
+        path = self.trace_dir / f"{self.spec.lab}-{self.spec.qualified_number}-search{stage}.trace.json"
+        result.trace.save(path)
+        self.traces.append(path)
+        return f"\nThe trace is saved in {path}; replay it with: labkit replay {path}"
+
+    def _judge(self, result: SearchResult, what: str) -> None:
+        __tracebackhide__ = True
+        self.searches.append(result)
+        if result.outcome in (Outcome.INVARIANT_VIOLATED, Outcome.EXCEPTION_THROWN):
+            heading = (
+                f"{what} found a state that violates an invariant"
+                if result.outcome is Outcome.INVARIANT_VIOLATED
+                else f"{what} found a step where a handler raised an exception"
+            )
+            trace = result.trace.render() if result.trace is not None else ""
+            fail(f"{heading} ({result.coverage()}):\n{trace}{self._save(result)}")
+        if result.outcome is Outcome.TIME_EXHAUSTED:
+            fail(
+                f"{what} is incomplete: it {result.coverage()} and ran out of real time before its budget; "
+                "your handlers may be very slow, or keep far more state than needed"
+            )
+
+    def bfs(self, state: SearchState, settings: SearchSettings) -> SearchResult:
+        """Breadth-first search; fails on a violation, an exception or an incomplete search."""
+        __tracebackhide__ = True
+        result = bfs(state, settings, meta=self._meta())
+        self._judge(result, "The breadth-first search")
+        self.note(f"BFS: {result.outcome.value}, {result.coverage()}")
+        return result
+
+    def random_search(self, state: SearchState, settings: SearchSettings) -> SearchResult:
+        """Random probes seeded by this test's seed; fails like :meth:`bfs`."""
+        __tracebackhide__ = True
+        result = random_search(state, settings, seed=self.seed, meta=self._meta())
+        self._judge(result, "The random search")
+        self.note(f"random search: {result.outcome.value}, {result.coverage()}")
+        return result
+
+    def goal_state(self, state: SearchState, settings: SearchSettings, name: str = "") -> SearchState:
+        """Breadth-first search that must reach one of ``settings.goals``; returns the state found."""
+        __tracebackhide__ = True
+        result = self.bfs(state, settings)
+        if result.outcome is not Outcome.GOAL_FOUND:
+            goals = " or ".join(f'"{g.name}"' for g in settings.goals) or "(no goal given)"
+            label = f" ({name})" if name else ""
+            how = {
+                Outcome.SPACE_EXHAUSTED: "every reachable state was explored",
+                Outcome.BUDGET_EXHAUSTED: "the search used its whole budget",
+            }.get(result.outcome, result.outcome.value)
+            fail(
+                f"Could not find a state matching {goals}{label}: {how} ({result.coverage()}) and none matched. "
+                "Check that your nodes make progress in this situation"
+            )
+        assert result.state is not None
+        return result.state
 
     def require(self, condition: bool, message: str) -> None:
         """Fail with ``message`` unless ``condition`` holds."""

@@ -16,6 +16,8 @@ from typing import Any, TextIO
 
 import labkit
 from labkit.deadline import DeadlineExceeded, deadline
+from labkit.search.serialize import SerializationError
+from labkit.search.state import SearchError
 from labkit.sim.simulator import HandlerError, RunawayError
 from labkit.testing.context import TestContext, TestFailure
 from labkit.testing.declare import Lab, LabError, TestSpec
@@ -149,17 +151,28 @@ def _explain(error: BaseException, spec: TestSpec) -> str:
     if isinstance(error, HandlerError):
         inner = error.error
         if isinstance(inner, NotImplementedError):
-            return f"{error.node} hit unfinished code while handling {error.event} at t={error.time} ms: {inner}"
+            return f"{error.node} hit unfinished code while handling {error.event} at t={error.time} ms: {_unfinished(inner)}"
         return f"{error.node} raised an exception while handling {error.event} at t={error.time} ms:\n" + _student_traceback(inner)
-    if isinstance(error, (RunawayError, SolutionError, LabError)):
+    if isinstance(error, (RunawayError, SolutionError, LabError, SearchError, SerializationError)):
         return str(error)
     if isinstance(error, DeadlineExceeded):
         during = getattr(error, "during", "")
         where = f" ({during})" if during else ""
         return f"the test took more than {error.seconds:g} s of real time{where}; look for an endless loop or far too many events"
     if isinstance(error, NotImplementedError):
-        return f"not implemented: {error}" if "not implemented" not in str(error) else str(error)
+        return _unfinished(error)
+    if isinstance(error, SystemExit):
+        return "your code called exit() or sys.exit(); return from the method instead:\n" + _student_traceback(error)
     return f"the test stopped on an unexpected {type(error).__name__}:\n" + _student_traceback(error)
+
+
+def _unfinished(error: NotImplementedError) -> str:
+    """``not implemented: <message>``, naming the function that raised when there is no message."""
+    text = str(error)
+    if not text:
+        frames = traceback.extract_tb(error.__traceback__)
+        text = frames[-1].name if frames else "a stub"
+    return text if "not implemented" in text else f"not implemented: {text}"
 
 
 def run_one(
@@ -171,7 +184,7 @@ def run_one(
 ) -> TestResult:
     """Run one test in isolation: output captured, time-limited, never raising."""
     seed = spec.default_seed if seed is None else seed
-    context = TestContext(spec, seed, solution)
+    context = TestContext(spec, seed, solution, save_dir if save_dir is not None else Path("traces"))
     buffer = _BoundedBuffer()
     failure = None
     start = time.perf_counter()
@@ -179,15 +192,16 @@ def run_one(
         with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
             with deadline(spec.timeout, f"test {spec.qualified_number}"):
                 spec.fn(context)
-    except (Exception, DeadlineExceeded) as error:
+    except (Exception, SystemExit, DeadlineExceeded) as error:  # exit() in student code fails only this test
         failure = _explain(error, spec)
     seconds = time.perf_counter() - start
     artifacts: list[str] = []
     replay = None
+    artifacts.extend(str(p) for p in context.traces)
     if failure is not None:
         label = f" --solution {solution_label}" if solution_label else ""
         replay = f"labkit test {spec.lab} -n {spec.qualified_number} --seed {seed}{label}"
-        if save_dir is not None and context.simulations:
+        if save_dir is not None and context.simulations and not context.traces:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / f"{spec.lab}-{spec.qualified_number}-seed{seed}.runlog.jsonl"
             context.simulations[-1].log.save(path, {"lab": spec.lab, "test": spec.qualified_number, "seed": seed})
@@ -232,7 +246,8 @@ def print_result(result: TestResult, spec: TestSpec, out: TextIO) -> None:
         if result.replay:
             out.write(_indent(f"seed {result.seed}; replay with: {result.replay}") + "\n")
         for artifact in result.artifacts:
-            out.write(_indent(f"saved {artifact}") + "\n")
+            if artifact not in (result.failure or ""):
+                out.write(_indent(f"saved {artifact}") + "\n")
     out.flush()
 
 

@@ -10,7 +10,9 @@ from labkit.labs.ping import Ping, Pong
 from labkit.node import Address, client
 from labkit.sim.settings import RunSettings
 from labkit.testing.context import TestContext
-from labkit.testing.declare import RUN, UNRELIABLE, Lab
+from labkit.search.settings import SearchSettings
+from labkit.search.state import SearchState
+from labkit.testing.declare import RUN, SEARCH, UNRELIABLE, Lab
 
 LAB = Lab(
     "ping",
@@ -96,3 +98,26 @@ def partition_then_heal(t: TestContext) -> None:
     sim.settings.reconnect()
     sim.run_until_done(max_millis=10_000)
     t.check(sim, CLIENTS_DONE, RESULTS_OK)
+
+
+def search_start(t: TestContext, pings_per_client: list[list[str]]) -> SearchState:
+    return SearchState.initial(
+        servers=[t.solution.PingServer(SERVER)],
+        workers=[
+            (t.solution.PingClient(client(i), SERVER), ping_workload(texts))
+            for i, texts in enumerate(pings_per_client, 1)
+        ],
+    )
+
+
+@LAB.test(6, "Search: every interleaving gives the right pongs", 10, categories=(SEARCH,))
+def all_interleavings(t: TestContext) -> None:
+    start = search_start(t, [["a", "b"], ["c"]])
+    t.bfs(start, SearchSettings(invariants=[RESULTS_OK], prunes=[CLIENTS_DONE], max_states=200_000))
+
+
+@LAB.test(7, "Search: a lost request is sent again", 10, categories=(SEARCH,))
+def lost_request(t: TestContext) -> None:
+    start = search_start(t, [["a"]]).drop_pending_messages()
+    t.goal_state(start, SearchSettings(invariants=[RESULTS_OK], goals=[CLIENTS_DONE], max_states=50_000),
+                 "the client gets its pong although its first request was lost")
