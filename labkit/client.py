@@ -349,6 +349,11 @@ class ClientWorker(Node):
         return records
 
     @property
+    def completed(self) -> list[HistoryRecord]:
+        """The completed commands with their results (kept even when ``record_results`` is off)."""
+        return self._lk_history
+
+    @property
     def expected_results(self) -> list[Result | None]:
         """The expected result of each completed command (None where none was given)."""
         return list(self._lk_expected)

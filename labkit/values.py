@@ -37,6 +37,7 @@ __all__ = [
     "canonical_repr",
     "state_size",
     "find_unsupported",
+    "mix",
 ]
 
 _MASK = (1 << 64) - 1
@@ -208,7 +209,7 @@ def _fp_list(lst: list) -> int:
     return hash((_TAG_LIST, *[fp(x) for x in lst]))
 
 
-def _mix(x: int) -> int:
+def mix(x: int) -> int:
     """Scramble one item digest before it is summed into an unordered combination.
 
     Python's tuple hash is close to linear under addition, so a plain sum of
@@ -225,7 +226,7 @@ def _fp_dict(d: dict) -> int:
     fp = _fp
     total = 0
     for k, v in d.items():
-        total += _mix(hash((fp(k), fp(v))))
+        total += mix(hash((fp(k), fp(v))))
     return hash((_TAG_DICT, total & _MASK, len(d)))
 
 
@@ -233,7 +234,7 @@ def _fp_set(s: set) -> int:
     fp = _fp
     total = 0
     for x in s:
-        total += _mix(hash((_TAG_SET, fp(x))))
+        total += mix(hash((_TAG_SET, fp(x))))
     return hash((_TAG_SET, total & _MASK, len(s)))
 
 
@@ -241,7 +242,7 @@ def _fp_frozenset(s: frozenset) -> int:
     fp = _fp
     total = 0
     for x in s:
-        total += _mix(hash((_TAG_SET, fp(x))))
+        total += mix(hash((_TAG_SET, fp(x))))
     return hash((_TAG_FROZENSET, total & _MASK, len(s)))
 
 
@@ -252,7 +253,7 @@ def _fp_attrs(cls_fp: int, attrs: dict) -> int:
     for k, v in attrs.items():
         if k[:4] == "_lk_":
             continue
-        total += _mix(hash((_fp_str(k), fp(v))))
+        total += mix(hash((_fp_str(k), fp(v))))
     return hash((cls_fp, total & _MASK))
 
 

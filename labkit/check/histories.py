@@ -293,6 +293,6 @@ def read_kv_jsonl(path: str | Path) -> list[Operation]:
             raise HistoryFormatError(
                 path, number,
                 'expected {"client": ..., "input": {"op": "get|put|append", "key": ...}, "output": ..., '
-                f'"call": T, "ret": T or null} ({e})',
+                f'"call": T, "ret": T or null}} ({e})',
             ) from None
     return ops

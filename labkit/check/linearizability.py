@@ -26,6 +26,7 @@ but linearizable partition cannot delay the verdict on a quickly illegal one.
 
 from __future__ import annotations
 
+import gc
 import time
 from dataclasses import dataclass, field
 from typing import Any, Callable, Hashable, Iterator, Sequence
@@ -51,7 +52,7 @@ UNKNOWN = "unknown"
 _SLICE = 4000
 # Effort allowed for shrinking a failure to a minimal conflicting subset.
 _MINIMIZE_MAX_OPS = 120
-_MINIMIZE_STEPS = 200_000
+_MINIMIZE_STEPS = 50_000
 
 
 class HistoryError(ValueError):
@@ -99,6 +100,11 @@ class Model:
     example one per key of a key-value store, as a list of ``(key, ops)``.
     ``state_key(state)`` (optional) gives a hashable value that is equal for
     equivalent states (default: the state itself, which must then be hashable).
+    ``lookahead(ops)`` (optional) is called once per partition and returns a
+    function ``viable(state, done, i)``: False only if ``ops[i]`` can never
+    become legal from ``state`` using the operations not yet placed (``done``
+    is a bitset: bit j is set once ``ops[j]`` is placed). The checker uses it to
+    abandon dead ends early, so it must never answer False wrongly.
     """
 
     name: str
@@ -108,6 +114,7 @@ class Model:
     state_key: Callable[[Any], Hashable] | None = None
     describe_operation: Callable[[Any, Any], str] = _describe_default
     describe_state: Callable[[Any], str] = _describe_state_default
+    lookahead: Callable[[list[Operation]], Callable[[Any, int, int], bool]] | None = None
 
 
 def describe_client(client: Hashable) -> str:
@@ -170,14 +177,21 @@ class LinearizabilityResult:
 
 class _Search:
     """A resumable search over one partition. ``run()`` is a generator that
-    yields after every slice of steps and returns True (linearizable) or False."""
+    yields after every slice of steps and returns True (linearizable) or False.
+
+    Operations with a known outcome live in a doubly linked list of calls and
+    returns sorted by time. Operations with an unknown outcome (optional) have
+    no return and live in a second list of calls; they are tried only after
+    every known operation that could go next, so the search first looks for
+    orders that use few of them.
+    """
 
     def __init__(self, ops: list[Operation], model: Model) -> None:
         self.ops = ops
         self.model = model
         n = self.n = len(ops)
         self.steps = 0
-        # Deepest point reached: (known ops placed, order, states, blocking op, candidates)
+        # Deepest point reached: (order, states after each, final state, blocking op, candidates)
         self.best_known = -1
         self.best: tuple[list[int], list[Any], Any, int | None, list[int]] | None = None
         self.witness: list[int] = []
@@ -191,19 +205,30 @@ class _Search:
             if known[i]:
                 events.append((op.ret, 1, i))  # type: ignore[arg-type]
         events.sort()
-        head, tail = 2 * n, 2 * n + 1
-        self.head = head
-        nxt = [tail] * (2 * n + 2)
-        prv = [head] * (2 * n + 2)
-        last = head
-        for _, kind, i in events:
+        # Entries: call of op i is i, return of op i is n + i; then the sentinels.
+        head, tail, ohead, otail = 2 * n, 2 * n + 1, 2 * n + 2, 2 * n + 3
+        self.head, self.ohead, self.otail = head, ohead, otail
+        size = 2 * n + 4
+        nxt = [tail] * size
+        prv = [head] * size
+        pos = [len(events)] * size  # rank in time order; the tails come last
+        last, olast = head, ohead
+        for rank, (_, kind, i) in enumerate(events):
             e = i if kind == 0 else n + i
-            nxt[last] = e
-            prv[e] = last
-            last = e
+            pos[e] = rank
+            if kind == 0 and not known[i]:
+                nxt[olast] = e
+                prv[e] = olast
+                olast = e
+            else:
+                nxt[last] = e
+                prv[e] = last
+                last = e
         nxt[last] = tail
         prv[tail] = last
-        self.nxt, self.prv = nxt, prv
+        nxt[olast] = otail
+        prv[otail] = olast
+        self.nxt, self.prv, self.pos = nxt, prv, pos
 
         # Identical operations (same input and output) are placed in real-time order.
         self.predbit = [0] * n
@@ -217,18 +242,18 @@ class _Search:
         rets = [inf if op.ret is None else op.ret for op in ops]
         for members in groups.values():
             members.sort(key=lambda i: (ops[i].call, rets[i], i))
-            for pos in range(1, len(members)):
-                i = members[pos]
-                for j in reversed(members[:pos]):
+            for at in range(1, len(members)):
+                i = members[at]
+                for j in reversed(members[:at]):
                     if rets[j] <= rets[i]:
                         self.predbit[i] = 1 << j
                         break
         # Step results cached per (input, output) and state key.
-        caches: dict[Any, dict[Hashable, Any]] = {}
-        self.caches = []
+        shared: dict[Any, dict[Hashable, Any]] = {}
+        self.caches: list[dict[Hashable, Any]] = []
         for op in ops:
             try:
-                self.caches.append(caches.setdefault((op.input, op.output), {}))
+                self.caches.append(shared.setdefault((op.input, op.output), {}))
             except TypeError:
                 self.caches.append({})
 
@@ -241,16 +266,21 @@ class _Search:
         return new_state, (new_state if key is None else key(new_state))
 
     def _frontier(self) -> tuple[int | None, list[int]]:
-        """The first operation whose return is still in the list, and the calls before it."""
-        nxt, n = self.nxt, self.n
+        """The first operation whose return is still in the list, and the calls that could go next."""
+        nxt, n, pos = self.nxt, self.n, self.pos
         e = nxt[self.head]
         candidates = []
         while e < n:
             candidates.append(e)
             e = nxt[e]
+        o = nxt[self.ohead]
+        while o < n and pos[o] < pos[e]:
+            candidates.append(o)
+            o = nxt[o]
+        candidates.sort(key=lambda i: pos[i])
         return (e - n if e < 2 * n else None), candidates
 
-    def _record(self, stack: list[tuple[int, Any, Hashable, bool]], state: Any, known_done: int) -> None:
+    def _record(self, stack: list[tuple[int, Any, Hashable, bool, int]], state: Any, known_done: int) -> None:
         self.best_known = known_done
         order = [entry[0] for entry in stack]
         states = [entry[1] for entry in stack[1:]] + [state]
@@ -259,24 +289,26 @@ class _Search:
 
     def run(self, slice_steps: int = _SLICE) -> Iterator[None]:
         n = self.n
-        ops_known = self.known
-        nxt, prv = self.nxt, self.prv
-        head = self.head
+        known = self.known
+        nxt, prv, pos = self.nxt, self.prv, self.pos
+        head, ohead, otail = self.head, self.ohead, self.otail
         predbit = self.predbit
         caches = self.caches
         step = self._step
+        viable = None if self.model.lookahead is None else self.model.lookahead(self.ops)
         bits = [1 << i for i in range(n)]
         known_mask = 0
         for i in range(n):
-            if ops_known[i]:
+            if known[i]:
                 known_mask |= bits[i]
         has_optional = known_mask != (1 << n) - 1
-        remaining = known_total = sum(ops_known)
+        remaining = known_total = sum(known)
 
         state = self.model.init()
         sk = state if self.model.state_key is None else self.model.state_key(state)
         lin = 0
-        stack: list[tuple[int, Any, Hashable, bool]] = []
+        # Stack entries: (op, state before, its key, placed without choice, optional limit)
+        stack: list[tuple[int, Any, Hashable, bool, int]] = []
         failed_set: set[tuple[int, Hashable]] = set()
         failed_dom: dict[tuple[int, Hashable], list[int]] = {}
         self._record(stack, state, 0)
@@ -285,7 +317,9 @@ class _Search:
         miss = object()
         countdown = slice_steps
         steps = 0
-        e = nxt[head]
+        e = nxt[head]  # cursor in the list of known operations
+        o = -1  # cursor in the list of optional operations (-1: not walking it)
+        limit = 0  # optional operations called before this rank may go next
         while True:
             countdown -= 1
             if not countdown:
@@ -293,25 +327,46 @@ class _Search:
                 self.steps = steps
                 yield
                 countdown = slice_steps
-            if e < n:
-                pb = predbit[e]
+            if o < 0:
+                if e >= n:
+                    # Reached a return: every known operation that could go next was tried.
+                    if not has_optional:
+                        cand = -1
+                    else:
+                        limit = pos[e]
+                        o = nxt[ohead]
+                        continue
+                else:
+                    cand = e
+            elif o != otail and pos[o] < limit:
+                cand = o
+            else:
+                cand = -1
+            if cand >= 0:
+                pb = predbit[cand]
                 if pb and not lin & pb:
-                    e = nxt[e]
+                    if o < 0:
+                        e = nxt[e]
+                    else:
+                        o = nxt[o]
                     continue
-                cache = caches[e]
+                cache = caches[cand]
                 r = cache.get(sk, miss)
                 if r is miss:
-                    r = cache[sk] = step(e, state)
+                    r = cache[sk] = step(cand, state)
                 if r is None:
-                    e = nxt[e]
+                    if o < 0:
+                        e = nxt[e]
+                    else:
+                        o = nxt[o]
                     continue
                 ns, nsk = r
                 forced = nsk == sk
-                if forced and not ops_known[e]:
+                if forced and o >= 0:
                     # An optional operation that changes nothing is never needed.
-                    e = nxt[e]
+                    o = nxt[o]
                     continue
-                nl = lin | bits[e]
+                nl = lin | bits[cand]
                 if has_optional:
                     kb = nl & known_mask
                     seen = failed_dom.get((kb, nsk))
@@ -325,33 +380,45 @@ class _Search:
                 else:
                     pruned = (nl, nsk) in failed_set
                 if not pruned:
-                    stack.append((e, state, sk, forced))
+                    stack.append((cand, state, sk, forced, limit))
                     lin = nl
                     state = ns
                     sk = nsk
-                    p, q = prv[e], nxt[e]
+                    p, q = prv[cand], nxt[cand]
                     nxt[p] = q
                     prv[q] = p
-                    if ops_known[e]:
-                        r_e = n + e
+                    if o < 0:
+                        r_e = n + cand
                         p, q = prv[r_e], nxt[r_e]
                         nxt[p] = q
                         prv[q] = p
                         remaining -= 1
-                        done = known_total - remaining
                         if remaining == 0:
                             self.steps = steps + slice_steps - countdown
                             self.witness = [entry[0] for entry in stack]
                             self.witness_states = [entry[1] for entry in stack[1:]] + [state]
                             return True
-                        if done > self.best_known:
-                            self._record(stack, state, done)
+                        if known_total - remaining > self.best_known:
+                            self._record(stack, state, known_total - remaining)
+                    o = -1
                     e = nxt[head]
+                    if viable is None or forced:
+                        continue
+                    # Every operation that could go next, and the one that must go
+                    # soonest, must still be able to become legal.
+                    b = e
+                    while b < n and viable(state, lin, b):
+                        b = nxt[b]
+                    if b >= n and viable(state, lin, b - n):
+                        continue
+                    # One of them never can: a dead end.
+                elif not forced:
+                    if o < 0:
+                        e = nxt[e]
+                    else:
+                        o = nxt[o]
                     continue
-                if not forced:
-                    e = nxt[e]
-                    continue
-                # A state-preserving operation led to a known failure: so does this state.
+                # Otherwise a state-preserving operation led to a known failure: so does this state.
             # Backtrack: nothing more can be placed from the current state.
             while True:
                 if not stack:
@@ -362,9 +429,9 @@ class _Search:
                     failed_dom.setdefault((kb, sk), []).append(lin ^ kb)
                 else:
                     failed_set.add((lin, sk))
-                top, state, sk, forced = stack.pop()
+                top, state, sk, forced, limit = stack.pop()
                 lin ^= bits[top]
-                if ops_known[top]:
+                if known[top]:
                     r_e = n + top
                     prv[nxt[r_e]] = r_e
                     nxt[prv[r_e]] = r_e
@@ -373,7 +440,11 @@ class _Search:
                 nxt[prv[top]] = top
                 if not forced:
                     break
-            e = nxt[top]
+            if known[top]:
+                o = -1
+                e = nxt[top]
+            else:
+                o = nxt[top]
 
 
 # --------------------------------------------------------------------------
@@ -406,6 +477,20 @@ def _run_interleaved(
     searches: list[_Search], max_steps: int | None, time_limit: float | None
 ) -> tuple[str, int | None, int]:
     """Round-robin the searches. Returns (verdict, index of the failing search, steps)."""
+    # The memo holds many small tuples; the cyclic garbage collector would scan
+    # them again and again for nothing (they hold no cycles), so pause it.
+    collecting = gc.isenabled()
+    gc.disable()
+    try:
+        return _interleave(searches, max_steps, time_limit)
+    finally:
+        if collecting:
+            gc.enable()
+
+
+def _interleave(
+    searches: list[_Search], max_steps: int | None, time_limit: float | None
+) -> tuple[str, int | None, int]:
     deadline = None if time_limit is None else time.monotonic() + time_limit
     slice_steps = _SLICE if max_steps is None else max(1, min(_SLICE, max_steps))
     active: list[tuple[int, Iterator[None]]] = [(i, s.run(slice_steps)) for i, s in enumerate(searches)]
@@ -432,11 +517,13 @@ def check(
     *,
     max_steps: int | None = None,
     time_limit: float | None = None,
+    explain: bool = True,
 ) -> LinearizabilityResult:
     """Decide whether ``ops`` is linearizable with respect to ``model``.
 
     Returns "unknown" (never a wrong verdict) if ``max_steps`` search steps or
-    ``time_limit`` seconds run out first.
+    ``time_limit`` seconds run out first. With ``explain=False`` a failure
+    gets no explanation text and no minimal conflict (faster).
     """
     ops = list(ops)
     _validate(ops)
@@ -468,9 +555,9 @@ def check(
         )
         return LinearizabilityResult(verdict, model, ops, None, explanation, steps=steps)
     assert bad is not None
-    key, part_ops = parts[bad]
+    key = parts[bad][0]
     search = searches[bad]
-    return _explain_failure(search, model, key, len(parts) > 1 or model.partition is not None, steps)
+    return _explain_failure(search, model, key, model.partition is not None, steps, explain)
 
 
 def _with_index(op: Operation, pos: int) -> Operation:
@@ -484,67 +571,76 @@ def _with_index(op: Operation, pos: int) -> Operation:
 
 def _op_sentence(model: Model, op: Operation) -> str:
     what = model.describe_operation(op.input, op.output)
+    who = describe_client(op.client)
     if op.ret is None:
         return (
-            f"{describe_client(op.client)} called {what} at t={_fmt_time(op.call)} and never heard back "
-            "(it may have taken effect at any later time, or never)"
+            f"{who}: {what} (called at t={_fmt_time(op.call)}, never returned: it may have taken effect "
+            "at any later time, or never)"
         )
-    return (
-        f"{describe_client(op.client)} called {what} at t={_fmt_time(op.call)} "
-        f"and it returned at t={_fmt_time(op.ret)}"
-    )
+    return f"{who}: {what} (called at t={_fmt_time(op.call)}, returned at t={_fmt_time(op.ret)})"
 
 
-def _minimal_conflict(ops: list[Operation], model: Model, first: Operation | None) -> list[Operation] | None:
-    """Shrink ``ops`` (not linearizable) to a set in which every operation is needed.
+def _relaxed(op: Operation) -> Operation:
+    return Operation(op.client, op.input, None, op.call, op.ret, op.index)
 
-    Tries ops called after the blocking operation returned first, then deletes
-    one operation at a time while the rest stays not linearizable. Gives up
-    (None) if the part is large or the checks need too many steps.
+
+def _minimal_conflict(ops: list[Operation], model: Model, horizon: float | None) -> list[Operation] | None:
+    """A smallest set of results that cannot all be right, given every operation's effect.
+
+    Starting from the operations called by ``horizon`` (if that prefix is
+    already not linearizable) it forgets one result at a time (output None:
+    "any output") and keeps it forgotten while the history stays not
+    linearizable. Forgetting results only adds freedom, so one pass leaves a
+    set in which every result is needed. Returns those operations, or None if
+    the part is large or the checks need too many steps.
     """
     budget = [_MINIMIZE_STEPS]
 
-    def bad(subset: list[Operation]) -> bool | None:
+    def bad(history: list[Operation]) -> bool | None:
         if budget[0] <= 0:
             return None
-        search = _Search(subset, model)
+        search = _Search(history, model)
         verdict, _, steps = _run_interleaved([search], budget[0], None)
         budget[0] -= max(steps, 1)
-        if verdict == UNKNOWN:
-            return None
-        return verdict == NOT_LINEARIZABLE
+        return None if verdict == UNKNOWN else verdict == NOT_LINEARIZABLE
 
-    current = ops
-    if first is not None and first.ret is not None:
-        prefix = [op for op in ops if op.call <= first.ret]
+    current = list(ops)
+    if horizon is not None:
+        prefix = [op for op in ops if op.call <= horizon]
         if len(prefix) < len(ops) and bad(prefix):
             current = prefix
     if len(current) > _MINIMIZE_MAX_OPS:
         return None
-    changed = True
-    while changed:
-        changed = False
-        # Latest calls first; the blocking operation last.
-        order = sorted(range(len(current)), key=lambda i: (current[i] is first, -current[i].call, -i))
-        for target in order:
-            op = current[target]
-            trial = [o for o in current if o is not op]
-            verdict = bad(trial)
-            if verdict is None:
-                return None
-            if verdict:
-                current = trial
-                changed = True
-                break
-    return current
+    kept = [True] * len(current)
+    for i in reversed(range(len(current))):
+        if current[i].output is None:
+            kept[i] = False
+            continue
+        kept[i] = False
+        trial = [op if keep else _relaxed(op) for op, keep in zip(current, kept)]
+        verdict = bad(trial)
+        if verdict is None:
+            return None
+        kept[i] = not verdict
+    return [op for op, keep in zip(current, kept) if keep]
 
 
-def _explain_failure(search: _Search, model: Model, key: Hashable, partitioned: bool, steps: int) -> LinearizabilityResult:
+def _explain_failure(
+    search: _Search, model: Model, key: Hashable, partitioned: bool, steps: int, explain: bool
+) -> LinearizabilityResult:
     ops = search.ops
     assert search.best is not None
     order_ids, states, final_state, blocking, candidates = search.best
     order = [ops[i] for i in order_ids]
-    blocking_op = ops[blocking] if blocking is not None else None
+    # The operation to blame: the first (by return) that could go next but is not
+    # possible after the order found; else the one that must go soonest.
+    frontier = sorted(set(candidates) | ({blocking} if blocking is not None else set()),
+                      key=lambda i: (ops[i].ret is None, ops[i].ret or 0, i))
+    illegal = [i for i in frontier if ops[i].ret is not None and search._step(i, final_state) is None]
+    culprit = illegal[0] if illegal else blocking
+    offending = [ops[culprit]] if culprit is not None else []
+    if not explain:
+        return LinearizabilityResult(NOT_LINEARIZABLE, model, ops, key, "", order, states, offending, None, steps)
     lines: list[str] = []
     where = f" on key {key!r}" if partitioned else ""
     lines.append(
@@ -558,53 +654,49 @@ def _explain_failure(search: _Search, model: Model, key: Hashable, partitioned: 
             "operations that completed:"
         )
         for number, (op, after) in enumerate(zip(order, states), start=1):
-            lines.append(f"  {number}. {_op_sentence(model, op)}; then {model.describe_state(after)}.")
+            lines.append(f"  {number}. {_op_sentence(model, op)}; after it {model.describe_state(after)}.")
     else:
-        lines.append(
-            f"Not even the first operation can be placed: at the start {model.describe_state(final_state)}."
-        )
-    offending: list[Operation] = []
-    if blocking_op is not None:
-        offending.append(blocking_op)
-        legal = search._step(blocking, final_state) is not None
-        lines.append(
-            f"Next, {_op_sentence(model, blocking_op)}, so it must take effect before t={_fmt_time(blocking_op.ret)}."
-        )
-        if not legal:
+        lines.append(f"Not even the first operation can be placed: at the start {model.describe_state(final_state)}.")
+    if culprit is not None:
+        op = ops[culprit]
+        lines.append(f"Next, {_op_sentence(model, op)}.")
+        lines.append(f"It must take effect before it returned at t={_fmt_time(op.ret)}.")
+        if illegal:
             lines.append(
                 f"But after the order above {model.describe_state(final_state)}, and "
-                f"{model.describe_operation(blocking_op.input, blocking_op.output)} is not possible from there."
+                f"{model.describe_operation(op.input, op.output)} is not possible from there."
             )
         else:
             lines.append(
                 "It is possible right after the order above, but every way to continue from there "
-                "leads to an operation that cannot be placed."
+                "reaches an operation that cannot be placed."
             )
-        others = [ops[i] for i in candidates if i != blocking]
+        others = [ops[i] for i in frontier if i != culprit]
         if others:
-            lines.append("Operations that could also have gone next, each tried without success:")
-            for op in others:
-                lines.append(f"  - {_op_sentence(model, op)}")
-    conflict = _minimal_conflict(ops, model, blocking_op)
+            lines.append("The other operations that could have gone next were each tried, without success:")
+            for other in others:
+                lines.append(f"  - {_op_sentence(model, other)}")
+    horizon = max((ops[i].ret for i in frontier if ops[i].ret is not None), default=None)
+    conflict = _minimal_conflict(ops, model, horizon)
     if conflict is not None:
-        lines.append(f"These {len(conflict)} operations cannot be linearized together (removing any one fixes that):")
+        if len(conflict) == 1:
+            lines.append(
+                "This result alone cannot be right, given what every operation did "
+                "(forgetting it makes the history linearizable):"
+            )
+        else:
+            lines.append(
+                f"These {len(conflict)} results cannot all be right, given what every operation did "
+                "(forgetting any one of them makes the history linearizable):"
+            )
         for op in sorted(conflict, key=lambda o: (o.call, o.index or 0)):
             lines.append(f"  - op {_label(op, 0)}: {_op_sentence(model, op)}")
     lines.append(
-        "Look for the step in your code where this operation's result was produced: was it served from "
-        "a state that missed an earlier completed write, or applied twice?"
+        "Look at where your code produced these results: was one served from a replica that had "
+        "missed an earlier completed write, or was a command applied twice or out of order?"
     )
     return LinearizabilityResult(
-        NOT_LINEARIZABLE,
-        model,
-        ops,
-        key,
-        "\n".join(lines),
-        order,
-        states,
-        offending,
-        conflict,
-        steps,
+        NOT_LINEARIZABLE, model, ops, key, "\n".join(lines), order, states, offending, conflict, steps
     )
 
 

@@ -11,7 +11,7 @@ recorded): the step is then legal and has its usual effect.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Hashable, Sequence
+from typing import Any, Callable, Hashable, Sequence
 
 from labkit.app import (
     AMOCommand,
@@ -136,6 +136,30 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
                 parts.setdefault(_kv_key(op.input), []).append(op)
             return list(parts.items())
 
+        def lookahead(ops: list[Operation]) -> Callable[[str | None, int, int], bool]:
+            # Unless a Put can still come first, the value only grows by appends
+            # until ops[i] takes effect, so the value ops[i] reads (or appends to)
+            # must start with the current value.
+            puts = [(j, op.call) for j, op in enumerate(ops) if isinstance(_unwrap(op.input), Put)]
+            puts_before: list[int] = []
+            prefixes: list[str | None] = []
+            for op in ops:
+                result = _unwrap(op.output)
+                prefixes.append(result.value if isinstance(result, (GetResult, AppendResult)) else None)
+                mask = 0
+                for j, call in puts:
+                    if op.ret is None or call <= op.ret:
+                        mask |= 1 << j
+                puts_before.append(mask)
+
+            def viable(state: str | None, done: int, i: int) -> bool:
+                if puts_before[i] & ~done:
+                    return True
+                target = prefixes[i]
+                return target is None or state is None or target.startswith(state)
+
+            return viable
+
         return Model(
             name="key-value store",
             init=lambda: missing_text,
@@ -143,6 +167,7 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
             partition=partition,
             describe_operation=_describe_kv,
             describe_state=describe_value,
+            lookahead=lookahead,
         )
 
     # Whole map as one state: a tuple of (key, value) pairs sorted by key.

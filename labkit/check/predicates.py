@@ -165,11 +165,11 @@ def _workers(state: Any) -> Iterable[Any]:
 @predicate("Clients got expected results")
 def RESULTS_OK(state: Any) -> tuple[bool, str | None]:
     for worker in _workers(state):
-        for i, (result, expected) in enumerate(zip(worker.results, worker.expected_results)):
-            if expected is not None and result != expected:
-                command = worker.history[i].command  # built only on failure
+        for record, expected in zip(worker.completed, worker.expected_results):
+            if expected is not None and record.result != expected:
                 return False, (
-                    f"{worker.address} got {describe(result)} for {describe(command)}, expected {describe(expected)}"
+                    f"{worker.address} got {describe(record.result)} for {describe(record.command)}, "
+                    f"expected {describe(expected)}"
                 )
     return True, None
 

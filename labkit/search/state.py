@@ -22,7 +22,7 @@ from typing import Any, Iterable, Sequence
 
 from labkit.client import ClientWorker, Workload
 from labkit.node import Address, Effects, LabkitError, Message, Node, Timer, _active, copy_node, state_fields
-from labkit.values import UnsupportedValueError, canonical_repr, copy_value, fingerprint
+from labkit.values import UnsupportedValueError, canonical_repr, copy_value, fingerprint, mix
 
 __all__ = ["SearchState", "Event", "HandlerFailure", "SearchError", "NondeterminismError", "System"]
 
@@ -156,7 +156,7 @@ class System:
                 continue  # no such node in this search: the message can never be delivered
             s = index[sender]
             mfp = fingerprint(message)
-            out.append((s, r, message, mfp, hash((s, r, mfp))))
+            out.append((s, r, message, mfp, mix(hash((s, r, mfp)))))
         return tuple(out)
 
     def _entries(self, timers: list) -> tuple:
@@ -411,7 +411,7 @@ class SearchState:
             s, r = index.get(event.sender), index.get(event.node)  # type: ignore[arg-type]
             if s is None or r is None:
                 return None
-            efp = hash((s, r, fingerprint(event.item)))
+            efp = mix(hash((s, r, fingerprint(event.item))))
             if efp in self.env_fps:
                 for k, env in enumerate(self.envs):
                     if env[4] == efp:
