@@ -9,6 +9,7 @@ expected ones.
 
 from __future__ import annotations
 
+import functools
 import random
 import re
 import string
@@ -202,6 +203,9 @@ class Workload:
 
         ``salt`` varies the random placeholders between uses of one workload
         (a worker passes its run's seed and the workload's position)."""
+        return _generate(self, number, address, salt)
+
+    def _command_and_result(self, number: int, address: Address, salt: str) -> tuple[Command, Result | None]:
         if not self.has_command(number):
             raise WorkloadError(f"the workload has only {self.size} commands, not {number}")
         if self.commands is not None:
@@ -210,14 +214,16 @@ class Workload:
         n = len(self.command_strings)
         i = (number - 1) % n
         pass_number = (number - 1) // n
+        # Draw this pass's random tokens in one fixed order (all command strings,
+        # then all result strings), so every command and result of the pass sees
+        # the same values.
         tokens: dict[str, str] = {}
         rng = random.Random(f"{self.seed}:{salt}:{address.name}:{pass_number}")
+        for text in self.command_strings + (self.result_strings or ()):
+            self._replace(text, number, address, tokens, rng)
         command = self.parse_command(self._replace(self.command_strings[i], number, address, tokens, rng))
         if self.result_strings is None:
             return command, None
-        # Result placeholders reuse the tokens of this pass, drawn in order.
-        for j in range(i):
-            self._replace(self.command_strings[j], number, address, tokens, rng)
         result_text = self._replace(self.result_strings[i], number, address, tokens, rng)
         return command, self.parse_result(result_text, command)
 
@@ -272,6 +278,11 @@ class InterRequestTimer(Timer):
     """Paces a rate-limited workload: the next command goes out when it fires."""
 
     number: int
+
+
+@functools.lru_cache(maxsize=1 << 16)
+def _generate(workload: Workload, number: int, address: Address, salt: str) -> tuple[Command, Result | None]:
+    return workload._command_and_result(number, address, salt)
 
 
 class ClientWorker(Node):

@@ -50,20 +50,28 @@ class PredicateResult:
 class Predicate:
     """A named check on a state. ``p(state)`` is a bool; ``p.evaluate(state)`` explains."""
 
-    def __init__(self, name: str, fn: Callable[[Any], Any]) -> None:
+    def __init__(self, name: str, fn: Callable[[Any], Any], reads_network: bool = False) -> None:
+        """``fn(state)`` returns a bool or ``(ok, detail)``; the detail may be a
+        function returning the text, so it is built only when shown. Set
+        ``reads_network`` if ``fn`` looks at messages in flight, not only at
+        node state (searches then cannot share its verdicts between states
+        whose nodes are equal)."""
         self.name = name
         self._fn = fn
+        self.reads_network = reads_network
         _REGISTRY[name] = self
 
     def evaluate(self, state: Any) -> PredicateResult:
         try:
             value = self._fn(state)
+            if isinstance(value, tuple):
+                ok, detail = value
+                if callable(detail):
+                    detail = detail()
+                return PredicateResult(self.name, bool(ok), detail)
         except Exception as error:  # a predicate that raises is a violation that shows the exception
             text = "".join(traceback.format_exception(type(error), error, error.__traceback__))
             return PredicateResult(self.name, False, f"{type(error).__name__}: {error}", text)
-        if isinstance(value, tuple):
-            ok, detail = value
-            return PredicateResult(self.name, bool(ok), detail)
         return PredicateResult(self.name, bool(value))
 
     def __call__(self, state: Any) -> bool:
@@ -84,7 +92,7 @@ class Predicate:
                 raise RuntimeError(r.detail)
             return (not r.ok, f'"{self.name}" holds' + (f": {r.detail}" if r.detail else "") if r.ok else None)
 
-        return Predicate(f"not ({self.name})", fn)
+        return Predicate(f"not ({self.name})", fn, self.reads_network)
 
     __invert__ = negate
 
@@ -98,7 +106,7 @@ class Predicate:
                     return False, f'"{p.name}" fails' + (f": {r.detail}" if r.detail else "")
             return True, None
 
-        return Predicate(f"({self.name}) and ({other.name})", fn)
+        return Predicate(f"({self.name}) and ({other.name})", fn, self.reads_network or other.reads_network)
 
     __and__ = and_
 
@@ -114,7 +122,7 @@ class Predicate:
                 details.append(f'"{p.name}" fails' + (f": {r.detail}" if r.detail else ""))
             return False, "; ".join(details)
 
-        return Predicate(f"({self.name}) or ({other.name})", fn)
+        return Predicate(f"({self.name}) or ({other.name})", fn, self.reads_network or other.reads_network)
 
     __or__ = or_
 
@@ -130,7 +138,7 @@ class Predicate:
                 raise RuntimeError(s.detail)
             return s.ok, (f'"{self.name}" holds but "{other.name}" fails' + (f": {s.detail}" if s.detail else ""))
 
-        return Predicate(f"({self.name}) implies ({other.name})", fn)
+        return Predicate(f"({self.name}) implies ({other.name})", fn, self.reads_network or other.reads_network)
 
     def __repr__(self) -> str:
         return f"Predicate({self.name!r})"
@@ -178,15 +186,16 @@ def RESULTS_OK(state: Any) -> tuple[bool, str | None]:
 def CLIENTS_DONE(state: Any) -> tuple[bool, str | None]:
     for worker in _workers(state):
         if not worker.done:
-            history = worker.history
-            if worker.outstanding:
-                pending = history[-1]
-                return False, (
-                    f"{worker.address} is still waiting for the result of {describe(pending.command)} "
-                    f"(command {worker.sent}, sent at t={pending.invoke})"
-                )
-            return False, f"{worker.address} has not sent all its commands yet ({worker.sent} sent)"
+            return False, lambda: _not_done(worker)
     return True, None
+
+
+def _not_done(worker: Any) -> str:
+    if worker.outstanding:
+        pending = worker.history[-1]
+        sent_at = f", sent at t={pending.invoke}" if pending.invoke is not None else ""
+        return f"{worker.address} is still waiting for the result of {describe(pending.command)} (command {worker.sent}{sent_at})"
+    return f"{worker.address} has not sent all its commands yet ({worker.sent} sent)"
 
 
 @predicate("No results returned")

@@ -57,15 +57,33 @@ class Progress:
 class _Checker:
     """Classifies states against a settings' predicates (in DSLabs's order)."""
 
+    _CACHE_LIMIT = 500_000
+
     def __init__(self, settings: SearchSettings, start_depth: int) -> None:
         self.invariants = list(settings.invariants)
         self.goals = list(settings.goals)
         self.prunes = list(settings.prunes)
         self.max_depth = None if settings.max_depth is None else start_depth + settings.max_depth
+        # Predicates over node state give the same verdict on every state whose
+        # nodes are equal, so verdicts are shared by the nodes' fingerprints.
+        self.by_nodes = not any(p.reads_network for p in self.invariants + self.goals + self.prunes)
+        self.verdicts: dict[Any, tuple[int, Outcome | None, PredicateResult | None]] = {}
 
     def classify(self, state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
         if state.failure is not None:
             return _TERMINAL, Outcome.EXCEPTION_THROWN, None
+        key = state.node_fps if self.by_nodes else state.fp
+        verdict = self.verdicts.get(key)
+        if verdict is None:
+            if len(self.verdicts) >= self._CACHE_LIMIT:
+                self.verdicts.clear()
+            verdict = self._judge(state)
+            self.verdicts[key] = verdict
+        if verdict[0] == _VALID and self.max_depth is not None and state.depth >= self.max_depth:
+            return _PRUNED, None, None
+        return verdict
+
+    def _judge(self, state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
         for p in self.invariants:
             if not p(state):
                 return _TERMINAL, Outcome.INVARIANT_VIOLATED, p.evaluate(state)
@@ -75,8 +93,6 @@ class _Checker:
         for p in self.prunes:
             if p(state):
                 return _PRUNED, None, None
-        if self.max_depth is not None and state.depth >= self.max_depth:
-            return _PRUNED, None, None
         return _VALID, None, None
 
 
@@ -228,17 +244,7 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
     deadline = clock + settings.max_time if settings.max_time else float("inf")
     bar = Progress(progress, "random search")
     result = SearchResult(Outcome.BUDGET_EXHAUSTED, "random", budget=budget)
-    verdicts: dict[int, tuple[int, Outcome | None, PredicateResult | None]] = {}
-
-    def classify(state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
-        verdict = verdicts.get(state.fp)
-        if verdict is None:
-            if len(verdicts) > 200_000:
-                verdicts.clear()
-            verdict = checker.classify(state)
-            verdicts[state.fp] = verdict
-        return verdict
-
+    classify = checker.classify
     kind, outcome, detail = classify(start)
     if kind == _TERMINAL:
         result.outcome, result.state = outcome, start  # type: ignore[assignment]

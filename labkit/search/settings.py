@@ -32,7 +32,7 @@ class SearchSettings(NetworkSettings):
         max_steps: int | None = 1_000_000,
         max_time: float | None = 600.0,
         workers: int = 1,
-        check_determinism: float = 1 / 64,
+        check_determinism: float = 1 / 128,
     ) -> None:
         super().__init__()
         self.invariants: list[Predicate] = list(invariants)

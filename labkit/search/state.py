@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import traceback
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any, Iterable, Sequence
 
 from labkit.client import ClientWorker, Workload
@@ -168,8 +169,17 @@ class System:
         return Event("message", self.addresses[i], self.addresses[sender], item)
 
 
+_LABKIT_DIR = str(Path(__file__).resolve().parents[1])
+
+
 def _failure(address: Address, event: Event, error: BaseException, show_trace: bool = True) -> HandlerFailure:
-    trace = "".join(traceback.format_exception(type(error), error, error.__traceback__)) if show_trace else ""
+    """The failure, with a traceback of the student's frames only (all frames if none is theirs)."""
+    trace = ""
+    if show_trace:
+        frames = traceback.extract_tb(error.__traceback__)
+        theirs = [f for f in frames if not f.filename.startswith(_LABKIT_DIR)] or frames
+        trace = "Traceback (most recent call last):\n" + "".join(traceback.format_list(theirs))
+        trace += f"{type(error).__name__}: {error}"
     return HandlerFailure(address, event, type(error).__name__, str(error), trace)
 
 
