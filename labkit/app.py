@@ -188,20 +188,21 @@ class AMOApplication(Application):
 def describe(value: Any) -> str:
     """A short, readable rendering of a command or result for failure messages:
     ``PUT foo bar``, ``GET foo``, ``'xy'``, ``KeyNotFound``, ``Ok``."""
-    from labkit.values import canonical_repr
+    from labkit.values import brief
 
     if isinstance(value, (AMOCommand, AMOResult)):
         return describe(value.command if isinstance(value, AMOCommand) else value.result)
     if isinstance(value, Get):
         return f"GET {value.key}"
     if isinstance(value, (Put, Append)):
-        return f"{type(value).__name__.upper()} {value.key} {value.value}"
+        shown = value.value if len(value.value) <= 60 else value.value[:57] + "..."
+        return f"{type(value).__name__.upper()} {value.key} {shown}"
     if isinstance(value, (GetResult, AppendResult)):
-        return repr(value.value)
+        return brief(value.value, 80)
     if isinstance(value, KeyNotFound):
         return "KeyNotFound"
     if isinstance(value, PutOk):
         return "Ok"
     if value is None:
         return "nothing"
-    return canonical_repr(value)
+    return brief(value)

@@ -35,6 +35,7 @@ __all__ = [
     "copy_value",
     "is_immutable",
     "canonical_repr",
+    "brief",
     "state_size",
     "find_unsupported",
     "mix",
@@ -652,6 +653,12 @@ def canonical_repr(value: Any) -> str:
         fields = ", ".join(f"{k}={canonical_repr(v)}" for k, v in value.__dict__.items() if not k.startswith("_"))
         return f"{cls.__name__}({fields})"
     return repr(value)
+
+
+def brief(value: Any, limit: int = 120) -> str:
+    """:func:`canonical_repr` cut to ``limit`` characters (long values end in ``...``)."""
+    text = canonical_repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def state_size(value: Any) -> int:

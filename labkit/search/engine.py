@@ -154,7 +154,6 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
         result.seconds = time.perf_counter() - clock
         return _finish(result, start, [], meta or {})
     frontier: list[tuple[SearchState, int]] = [] if kind == _PRUNED else [(start, 0)]
-    depth = 0
     try:
         while frontier:
             next_frontier: list[tuple[SearchState, int]] = []
@@ -167,29 +166,24 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
                     child = state.build(parts)
                     parents.append(index)
                     positions.append(position)
+                    result.depth = child.depth - start.depth
                     kind, outcome, detail = checker.classify(child)
                     if kind == _TERMINAL:
                         result.outcome, result.state = outcome, child  # type: ignore[assignment]
                         result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
                         result.goal = detail if outcome is Outcome.GOAL_FOUND else None
-                        result.depth = child.depth - start.depth
                         raise _Stop(len(parents) - 1)
                     if kind == _VALID:
                         next_frontier.append((child, len(parents) - 1))
                     if budget is not None and len(visited) >= budget:
                         result.outcome = Outcome.BUDGET_EXHAUSTED
-                        result.depth = child.depth - start.depth
                         raise _Stop(None)
                     if not len(visited) & 255:
-                        bar.update(len(visited), child.depth - start.depth)
+                        bar.update(len(visited), result.depth)
                         if time.perf_counter() > deadline:
                             result.outcome = Outcome.TIME_EXHAUSTED
-                            result.depth = child.depth - start.depth
                             raise _Stop(None)
             frontier = next_frontier
-            if frontier:
-                depth = frontier[0][0].depth - start.depth
-                result.depth = depth
     except _Stop as stop:
         if stop.index is not None:
             events = _path(start, stop.index, parents, positions, can, timers_on)

@@ -1,13 +1,16 @@
-"""Breadth-first search on several processes that explores exactly the states of one.
+"""Breadth-first search on several processes, with exactly the result of one process.
 
-The search runs level by level. Each worker process owns a share of the
-frontier and expands it against its copy of the visited set; the coordinator
-collects the fingerprints of the new successors, gives each to exactly one
-worker (the first, in worker order, that found it), and tells every worker
-the full set of new fingerprints. So each level adds the same set of states
-as a one-process search would, and exhausted spaces have equal state counts.
-A state stays in the process that found it, so every worker can rebuild the
-path of its own states from its own records.
+The search runs level by level. Every frontier state has a position in the
+level, as a one-process search would order it. Each worker process expands
+its share of the frontier against its copy of the visited set and reports
+the new successors' fingerprints with their keys (parent position, event
+position). The coordinator orders the new states by key, which is the order
+in which one process would discover them, cuts the level at the budget, and
+gives each state to the worker that produced it with the smallest key. So
+the explored states, their count, the first violation or goal and its trace
+are the same whatever the number of workers: a verdict never depends on the
+machine. A state stays in the process that found it, so each worker rebuilds
+the path of its own states from its own records.
 
 Workers are forked (Linux), so they inherit the student's code, the start
 state and the predicates without pickling them.
@@ -21,64 +24,70 @@ import traceback
 from array import array
 from typing import Any
 
+from labkit.node import LabkitError
 from labkit.search.engine import _TERMINAL, _VALID, Progress, _Checker, _determinism_period, _finish, _path, bfs
 from labkit.search.results import Outcome, SearchResult
 from labkit.search.settings import SearchSettings
-from labkit.node import LabkitError
 from labkit.search.state import SearchError, SearchState
 
 __all__ = ["parallel_bfs"]
 
 _MIN_FRONTIER_PER_WORKER = 64
+_CHUNK = 4096  # frontier positions expanded between two merges
 _payload: dict[str, Any] = {}
 
 
 def _worker_main(w: int, conn: Any) -> None:
-    """Expand this worker's share of each level on request."""
+    """Expand this worker's share of the frontier, a range of positions at a time."""
     p = _payload
     start: SearchState = p["start"]
     can, timers_on, checker = p["can"], p["timers_on"], p["checker"]
     visited: set[int] = p["visited"]
     parents: array = p["parents"]
     positions: array = p["positions"]
-    frontier: list[tuple[SearchState, int]] = p["frontiers"][w]
+    frontier: list[tuple[SearchState, int, int]] = p["frontiers"][w]
     _payload.clear()
+    next_frontier: list[tuple[SearchState, int, int]] = []
+    cursor = 0
     try:
         while True:
             command = conn.recv()
             if command[0] == "expand":
-                deadline = command[1]
+                _, deadline, limit = command
                 candidates: dict[int, tuple] = {}
+                keys: list[tuple[int, int, int]] = []
                 timed_out = False
-                for n, (state, index) in enumerate(frontier):
-                    if not n & 63 and time.perf_counter() > deadline:
+                while cursor < len(frontier) and frontier[cursor][2] < limit:
+                    if not cursor & 63 and time.perf_counter() > deadline:
                         timed_out = True
                         break
+                    state, record, gpos = frontier[cursor]
+                    cursor += 1
                     for position, event in enumerate(state.events(can, timers_on)):
                         fp, parts = state.step_fp(event)
                         if fp in visited or fp in candidates:
                             continue
-                        candidates[fp] = (state, parts, index, position)
-                conn.send((list(candidates), timed_out))
-                keep, new_fps = conn.recv()
+                        candidates[fp] = (state, parts, record, position)
+                        keys.append((fp, gpos, position))
+                conn.send((keys, timed_out))
+                kept, new_fps = conn.recv()
                 visited.update(new_fps)
-                next_frontier: list[tuple[SearchState, int]] = []
                 terminal = None
-                for fp in keep:
-                    state, parts, index, position = candidates[fp]
+                for fp, gpos in kept:
+                    state, parts, record, position = candidates[fp]
                     child = state.build(parts)
-                    parents.append(index)
+                    parents.append(record)
                     positions.append(position)
-                    record = len(parents) - 1
                     kind, outcome, detail = checker.classify(child)
                     if kind == _TERMINAL:
-                        if terminal is None:
-                            terminal = (record, outcome, detail, child.depth)
-                    elif kind == _VALID:
-                        next_frontier.append((child, record))
-                frontier = next_frontier
-                depth = frontier[0][0].depth if frontier else None
-                conn.send((len(frontier), depth, terminal))
+                        terminal = (gpos, len(parents) - 1, outcome, detail, child.depth)
+                        break
+                    if kind == _VALID:
+                        next_frontier.append((child, len(parents) - 1, gpos))
+                conn.send(terminal)
+            elif command[0] == "level":
+                frontier, next_frontier, cursor = next_frontier, [], 0
+                conn.send(len(frontier))
             elif command[0] == "path":
                 conn.send(_path(start, command[1], parents, positions, can, timers_on))
             elif command[0] == "stop":
@@ -97,7 +106,7 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
     workers = settings.workers
     try:
         context = multiprocessing.get_context("fork")
-    except ValueError:  # no fork on this platform: one process explores the same states
+    except ValueError:  # no fork on this platform: one process gives the same result
         return bfs(start, _one_process(settings), progress=progress, meta=meta)
     clock = time.perf_counter()
     system = start.system
@@ -107,18 +116,16 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
     checker = _Checker(settings, start.depth)
     budget = settings.max_states
     deadline = clock + settings.max_time if settings.max_time else float("inf")
-    bar = Progress(progress, f"BFS on {workers} processes")
-    result = SearchResult(Outcome.SPACE_EXHAUSTED, "bfs", budget=budget)
 
     # Grow the first levels in this process until every worker can get a fair share.
     parents = array("q", [-1])
     positions = array("l", [0])
     visited = {start.fp}
-    kind, outcome, detail = checker.classify(start)
+    kind, _, _ = checker.classify(start)
     if kind != _VALID:
         return bfs(start, _one_process(settings), progress=progress, meta=meta)
     frontier: list[tuple[SearchState, int]] = [(start, 0)]
-    while frontier and len(frontier) < _MIN_FRONTIER_PER_WORKER * workers:
+    while len(frontier) < _MIN_FRONTIER_PER_WORKER * workers:
         next_frontier = []
         for state, index in frontier:
             for position, event in enumerate(state.events(can, timers_on)):
@@ -129,21 +136,24 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
                 child = state.build(parts)
                 parents.append(index)
                 positions.append(position)
-                kind, outcome, detail = checker.classify(child)
-                stop = kind == _TERMINAL or (budget is not None and len(visited) >= budget)
-                if stop:  # too small to be worth processes: finish in this process
+                kind, _, _ = checker.classify(child)
+                if kind == _TERMINAL or (budget is not None and len(visited) >= budget):
+                    # Too small to be worth processes: one process gives the same result.
                     return bfs(start, _one_process(settings), progress=progress, meta=meta)
                 if kind == _VALID:
                     next_frontier.append((child, len(parents) - 1))
         frontier = next_frontier
-    if not frontier:  # the whole space was smaller than one share per worker
-        return bfs(start, _one_process(settings), progress=progress, meta=meta)
+        if not frontier:
+            return bfs(start, _one_process(settings), progress=progress, meta=meta)
 
+    bar = Progress(progress, f"BFS on {workers} processes")
+    result = SearchResult(Outcome.SPACE_EXHAUSTED, "bfs", budget=budget)
     depth = frontier[0][0].depth - start.depth
-    _payload.update(
-        start=start, can=can, timers_on=timers_on, checker=checker, visited=visited, parents=parents,
-        positions=positions, frontiers=[frontier[w::workers] for w in range(workers)],
-    )
+    shares: list[list[tuple[SearchState, int, int]]] = [[] for _ in range(workers)]
+    for gpos, (state, record) in enumerate(frontier):
+        shares[gpos % workers].append((state, record, gpos))
+    _payload.update(start=start, can=can, timers_on=timers_on, checker=checker, visited=visited,
+                    parents=parents, positions=positions, frontiers=shares)
     pipes = []
     processes = []
     try:
@@ -155,51 +165,60 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
             pipes.append(mine)
             processes.append(process)
         _payload.clear()
-        while True:
+        level_size = len(frontier)
+        del frontier, shares
+        stop = False
+        while level_size and not stop:
+            new_count = 0
+            for limit in range(_CHUNK, level_size + _CHUNK, _CHUNK):
+                for pipe in pipes:
+                    pipe.send(("expand", deadline, limit))
+                replies = [_receive(pipe) for pipe in pipes]
+                best: dict[int, tuple[int, int, int]] = {}
+                for w, (keys, _) in enumerate(replies):
+                    for fp, gpos, position in keys:
+                        key = (gpos, position, w)
+                        known = best.get(fp)
+                        if known is None or key < known:
+                            best[fp] = key
+                order = sorted(best, key=best.__getitem__)
+                if budget is not None and len(visited) + len(order) >= budget:
+                    order = order[: budget - len(visited)]
+                    result.outcome = Outcome.BUDGET_EXHAUSTED
+                kept: list[list[tuple[int, int]]] = [[] for _ in range(workers)]
+                for n, fp in enumerate(order):
+                    kept[best[fp][2]].append((fp, new_count + n))
+                for w, pipe in enumerate(pipes):
+                    pipe.send((kept[w], order))
+                before = len(visited) - new_count
+                visited.update(order)
+                terminals = [(t[0], w, t) for w, t in enumerate(_receive(pipe) for pipe in pipes) if t is not None]
+                if order and not new_count:
+                    depth += 1
+                new_count += len(order)
+                bar.update(len(visited), depth)
+                if terminals:
+                    _, w, (gpos, record, outcome, detail, child_depth) = min(terminals, key=lambda x: x[0])
+                    pipes[w].send(("path", record))
+                    events = _receive(pipes[w])
+                    state = start
+                    for event in events:
+                        state = state.apply(event)  # type: ignore[assignment]
+                    result.outcome, result.state = outcome, state
+                    result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+                    result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+                    result.depth = child_depth - start.depth
+                    result.states = before + gpos + 1
+                    result.seconds = time.perf_counter() - clock
+                    return _finish(result, start, events, meta or {})
+                if any(timed_out for _, timed_out in replies) or time.perf_counter() > deadline:
+                    result.outcome = Outcome.TIME_EXHAUSTED
+                if result.outcome is not Outcome.SPACE_EXHAUSTED:
+                    stop = True
+                    break
             for pipe in pipes:
-                pipe.send(("expand", deadline))
-            replies = [_receive(pipe) for pipe in pipes]
-            owner: dict[int, int] = {}
-            for w, (fps, _) in enumerate(replies):
-                for fp in fps:
-                    owner.setdefault(fp, w)
-            new_fps = list(owner)
-            if budget is not None and len(visited) + len(new_fps) > budget:
-                new_fps = new_fps[: budget - len(visited)]
-                result.outcome = Outcome.BUDGET_EXHAUSTED
-            keep: list[list[int]] = [[] for _ in range(workers)]
-            for fp in new_fps:
-                keep[owner[fp]].append(fp)
-            for w, pipe in enumerate(pipes):
-                pipe.send((keep[w], new_fps))
-            visited.update(new_fps)
-            summaries = [_receive(pipe) for pipe in pipes]
-            if any(timed_out for _, timed_out in replies):
-                result.outcome = Outcome.TIME_EXHAUSTED
-            terminal = next(((w, t) for w, (_, _, t) in enumerate(summaries) if t is not None), None)
-            depths = [d for _, d, _ in summaries if d is not None]
-            if depths:
-                depth = max(depths) - start.depth
-            bar.update(len(visited), depth)
-            if terminal is not None:
-                w, (record, outcome, detail, child_depth) = terminal
-                pipes[w].send(("path", record))
-                events = _receive(pipes[w])
-                state = start
-                for event in events:
-                    state = state.apply(event)  # type: ignore[assignment]
-                result.outcome, result.state = outcome, state
-                result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
-                result.goal = detail if outcome is Outcome.GOAL_FOUND else None
-                result.depth = child_depth - start.depth
-                result.states = len(visited)
-                result.seconds = time.perf_counter() - clock
-                return _finish(result, start, events, meta or {})
-            if result.outcome is not Outcome.SPACE_EXHAUSTED or not any(size for size, _, _ in summaries):
-                break
-            if time.perf_counter() > deadline:
-                result.outcome = Outcome.TIME_EXHAUSTED
-                break
+                pipe.send(("level",))
+            level_size = sum(_receive(pipe) for pipe in pipes)
     finally:
         for pipe in pipes:
             try:

@@ -23,7 +23,7 @@ from typing import Any, Iterable, Sequence
 
 from labkit.client import ClientWorker, Workload
 from labkit.node import Address, Effects, LabkitError, Message, Node, Timer, _active, copy_node, state_fields
-from labkit.values import UnsupportedValueError, canonical_repr, copy_value, fingerprint, mix
+from labkit.values import UnsupportedValueError, brief, copy_value, fingerprint, mix
 
 __all__ = ["SearchState", "Event", "HandlerFailure", "SearchError", "NondeterminismError", "System"]
 
@@ -59,9 +59,9 @@ class Event:
 
     def __str__(self) -> str:
         if self.kind == "message":
-            return f"{self.sender} -> {self.node}: {canonical_repr(self.item)}"
+            return f"{self.sender} -> {self.node}: {brief(self.item, 200)}"
         if self.kind == "timer":
-            return f"{self.node}: timer {canonical_repr(self.item)}"
+            return f"{self.node}: timer {brief(self.item, 200)}"
         if self.kind == "drop":
             return "(all pending messages set aside)"
         return f"(pending messages {self.direction} {self.node} brought back)"

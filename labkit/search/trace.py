@@ -16,7 +16,7 @@ from labkit.client import ClientWorker, Workload
 from labkit.node import Address, LabkitError, Node
 from labkit.search.serialize import SerializationError, from_json, to_json
 from labkit.search.state import Event, HandlerFailure, SearchState
-from labkit.values import canonical_repr, fingerprint
+from labkit.values import brief, canonical_repr, fingerprint
 
 __all__ = ["Trace", "TraceError", "replay", "minimize", "reorder", "TRACE_FORMAT", "TRACE_VERSION"]
 
@@ -174,10 +174,7 @@ def reorder(root: SearchState, events: Sequence[Event]) -> list[Event]:
 
 
 def _short(value: Any, limit: int = 100) -> str:
-    if value is _MISSING:
-        return "(none)"
-    text = canonical_repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return "(none)" if value is _MISSING else brief(value, limit)
 
 
 def _is_record(value: Any) -> bool:

@@ -33,7 +33,7 @@ from labkit.sim.log import (
     EventLog,
 )
 from labkit.sim.settings import RunSettings
-from labkit.values import canonical_repr, copy_value
+from labkit.values import brief, copy_value
 
 __all__ = ["Simulation", "HandlerError", "RunawayError", "SimulationError"]
 
@@ -64,7 +64,7 @@ class RunawayError(SimulationError):
 
 
 def _describe_item(item: Any) -> str:
-    return canonical_repr(item)
+    return brief(item)
 
 
 class Simulation:
