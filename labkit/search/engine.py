@@ -218,28 +218,69 @@ def _path(start: SearchState, index: int, parents: Any, positions: Any, can: Any
     return events
 
 
+class _Prober:
+    """Runs numbered random probes from one start state under one settings."""
+
+    def __init__(self, start: SearchState, settings: SearchSettings, seed: int) -> None:
+        self.start = start
+        self.seed = seed
+        system = start.system
+        system.check_every = _determinism_period(settings)
+        self.can = settings.connectivity(system.addresses)
+        self.timers_on = settings.timer_mask(system.addresses)
+        self.checker = _Checker(settings, start.depth)
+
+    def probe(self, number: int) -> tuple[int, int, tuple | None]:
+        """Walk probe ``number`` to its end: ``(steps, depth, terminal)``, where
+        ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state."""
+        rng = random.Random(f"{self.seed}:{number}")
+        classify = self.checker.classify
+        state = self.start
+        walked: list[tuple[SearchState, tuple]] = []
+        while True:
+            events = state.events(self.can, self.timers_on)
+            chosen = None
+            while events:
+                k = rng.randrange(len(events))
+                event = events[k]
+                child = state.step(event)
+                kind, outcome, detail = classify(child)
+                if kind != _PRUNED:
+                    chosen = child
+                    break
+                events[k] = events[-1]
+                events.pop()
+            if chosen is None:
+                return len(walked), state.depth - self.start.depth, None
+            walked.append((state, event))
+            state = chosen
+            if kind == _TERMINAL:
+                path = [s.event_value(e) for s, e in walked]
+                return len(walked), state.depth - self.start.depth, (outcome, detail, path)
+
+
 def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *, progress: bool = False,
                   meta: dict[str, Any] | None = None) -> SearchResult:
     """Random depth-first probes from ``start`` (DSLabs's "random search").
 
     Each probe walks from ``start`` taking a random enabled event whose
     successor is not pruned, until a dead end, the depth limit or a terminal
-    state. Probe ``k`` draws from its own generator seeded by ``(seed, k)``, so
-    any probe can be replayed. A violation found is minimized before it is
-    reported. The budget is ``settings.max_steps``.
+    state. Probe ``k`` draws from its own generator seeded by ``(seed, k)``.
+    Probes run in order, each to its end, until one ends in a terminal state or
+    the steps taken reach ``settings.max_steps``; so the result is the same on
+    any number of processes (``settings.workers``). A violation found is
+    minimized before it is reported.
     """
+    if settings.workers > 1:
+        from labkit.search.parallel import parallel_random_search
+
+        return parallel_random_search(start, settings, seed, progress=progress, meta=meta)
     clock = time.perf_counter()
-    system = start.system
-    system.check_every = _determinism_period(settings)
-    can = settings.connectivity(system.addresses)
-    timers_on = settings.timer_mask(system.addresses)
-    checker = _Checker(settings, start.depth)
+    prober = _Prober(start, settings, seed)
     budget = settings.max_steps
     deadline = clock + settings.max_time if settings.max_time else float("inf")
-    bar = Progress(progress, "random search")
     result = SearchResult(Outcome.BUDGET_EXHAUSTED, "random", budget=budget)
-    classify = checker.classify
-    kind, outcome, detail = classify(start)
+    kind, outcome, detail = prober.checker.classify(start)
     if kind == _TERMINAL:
         result.outcome, result.state = outcome, start  # type: ignore[assignment]
         result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
@@ -248,56 +289,47 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
     if kind == _PRUNED:
         result.outcome = Outcome.SPACE_EXHAUSTED
         return result
-    steps = 0
-    probe = 0
+    bar = Progress(progress, "random search")
     try:
-        while budget is None or steps < budget:
-            rng = random.Random(f"{seed}:{probe}")
-            probe += 1
-            state = start
-            walked: list[tuple[SearchState, tuple]] = []
-            while True:
-                events = state.events(can, timers_on)
-                chosen = None
-                while events:
-                    k = rng.randrange(len(events))
-                    event = events[k]
-                    child = state.step(event)
-                    kind, outcome, detail = classify(child)
-                    if kind != _PRUNED:
-                        chosen = child
-                        break
-                    events[k] = events[-1]
-                    events.pop()
-                if chosen is None:
-                    break
-                walked.append((state, event))
-                state = chosen
-                steps += 1
-                result.depth = max(result.depth, state.depth - start.depth)
-                if kind == _TERMINAL:
-                    result.outcome, result.state = outcome, state  # type: ignore[assignment]
-                    result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
-                    result.goal = detail if outcome is Outcome.GOAL_FOUND else None
-                    path = [s.event_value(e) for s, e in walked]
-                    result.steps, result.probes = steps, probe
-                    shorten = _shortener(start, checker, outcome) if outcome is not Outcome.GOAL_FOUND else None
-                    result.seconds = time.perf_counter() - clock
-                    return _finish(result, start, path, meta or {}, shorten)
-                if budget is not None and steps >= budget:
-                    break
-                if not steps & 1023:
-                    bar.update(steps, result.depth)
-                    if time.perf_counter() > deadline:
-                        result.outcome = Outcome.TIME_EXHAUSTED
-                        raise _Stop(None)
-    except _Stop:
-        pass
+        while budget is None or result.steps < budget:
+            path = _tally(result, *prober.probe(result.probes))
+            if path is not None:
+                result.seconds = time.perf_counter() - clock
+                return _conclude(result, prober, path, meta)
+            bar.update(result.steps, result.depth)
+            if time.perf_counter() > deadline:
+                result.outcome = Outcome.TIME_EXHAUSTED
+                break
     finally:
         bar.close()
-    result.steps, result.probes = steps, probe
     result.seconds = time.perf_counter() - clock
     return result
+
+
+def _tally(result: SearchResult, steps: int, depth: int, terminal: tuple | None) -> list[Event] | None:
+    """Count one finished probe into ``result``; the path to its terminal state if it ended the search."""
+    result.probes += 1
+    result.steps += steps
+    result.depth = max(result.depth, depth)
+    if terminal is None:
+        return None
+    outcome, detail, path = terminal
+    result.outcome = outcome
+    result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+    result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+    result.notes.append(f"found by probe {result.probes - 1}")
+    return path
+
+
+def _conclude(result: SearchResult, prober: _Prober, path: list[Event], meta: dict[str, Any] | None) -> SearchResult:
+    """Rebuild the terminal state from its path, then minimize and attach the trace."""
+    start = prober.start
+    state = start
+    for event in path:
+        state = state.apply(event)  # type: ignore[assignment]
+    result.state = state
+    shorten = _shortener(start, prober.checker, result.outcome) if result.outcome is not Outcome.GOAL_FOUND else None
+    return _finish(result, start, path, meta or {}, shorten)
 
 
 def _shortener(start: SearchState, checker: _Checker, outcome: Outcome | None) -> Callable[[list[Event]], list[Event]]:

@@ -25,12 +25,25 @@ from array import array
 from typing import Any
 
 from labkit.node import LabkitError
-from labkit.search.engine import _TERMINAL, _VALID, Progress, _Checker, _determinism_period, _finish, _path, bfs
+from labkit.search.engine import (
+    _TERMINAL,
+    _VALID,
+    Progress,
+    _Checker,
+    _conclude,
+    _determinism_period,
+    _finish,
+    _path,
+    _Prober,
+    _tally,
+    bfs,
+    random_search,
+)
 from labkit.search.results import Outcome, SearchResult
 from labkit.search.settings import SearchSettings
 from labkit.search.state import SearchError, SearchState
 
-__all__ = ["parallel_bfs"]
+__all__ = ["parallel_bfs", "parallel_random_search"]
 
 _MIN_FRONTIER_PER_WORKER = 64
 _CHUNK = 4096  # frontier positions expanded between two merges
@@ -252,3 +265,88 @@ def _one_process(settings: SearchSettings) -> SearchSettings:
     single = settings.copy()
     single.workers = 1
     return single
+
+
+# --------------------------------------------------------------------------
+# Random probes on several processes
+# --------------------------------------------------------------------------
+
+
+def _prober_main(w: int, workers: int, conn: Any) -> None:
+    """Run probes w, w + workers, ... and report each one; stop when told."""
+    prober: _Prober = _payload["prober"]
+    _payload.clear()
+    number = w
+    try:
+        while not conn.poll():
+            steps, depth, terminal = prober.probe(number)
+            conn.send((number, steps, depth, terminal))
+            number += workers
+    except LabkitError as error:
+        conn.send(("error", error))
+    except BaseException:
+        conn.send(("error", traceback.format_exc()))
+    finally:
+        conn.close()
+
+
+def parallel_random_search(start: SearchState, settings: SearchSettings, seed: int, *, progress: bool = False,
+                           meta: dict[str, Any] | None = None) -> SearchResult:
+    """Random probes on ``settings.workers`` processes with the result of one process.
+
+    Workers take probe numbers in turn; the coordinator counts finished probes
+    strictly in probe order, so the probes counted, the budget cut and the
+    first terminal probe are those a single process would have.
+    """
+    workers = settings.workers
+    try:
+        context = multiprocessing.get_context("fork")
+    except ValueError:
+        return random_search(start, _one_process(settings), seed, progress=progress, meta=meta)
+    clock = time.perf_counter()
+    prober = _Prober(start, settings, seed)
+    kind, _, _ = prober.checker.classify(start)
+    if kind != _VALID:
+        return random_search(start, _one_process(settings), seed, progress=progress, meta=meta)
+    budget = settings.max_steps
+    deadline = clock + settings.max_time if settings.max_time else float("inf")
+    result = SearchResult(Outcome.BUDGET_EXHAUSTED, "random", budget=budget)
+    bar = Progress(progress, f"random search on {workers} processes")
+    _payload.update(prober=prober)
+    pipes, processes = [], []
+    try:
+        for w in range(workers):
+            mine, theirs = context.Pipe()
+            process = context.Process(target=_prober_main, args=(w, workers, theirs), daemon=True)
+            process.start()
+            theirs.close()
+            pipes.append(mine)
+            processes.append(process)
+        _payload.clear()
+        waiting: dict[int, tuple] = {}
+        while budget is None or result.steps < budget:
+            number = result.probes
+            while number not in waiting:
+                reply = _receive(pipes[number % workers])
+                waiting[reply[0]] = reply[1:]
+            path = _tally(result, *waiting.pop(number))
+            if path is not None:
+                result.seconds = time.perf_counter() - clock
+                return _conclude(result, prober, path, meta)
+            bar.update(result.steps, result.depth)
+            if time.perf_counter() > deadline:
+                result.outcome = Outcome.TIME_EXHAUSTED
+                break
+    finally:
+        for pipe in pipes:
+            try:
+                pipe.send(("stop",))
+            except (BrokenPipeError, OSError):
+                pass
+        for process in processes:
+            process.join(timeout=5)
+            if process.is_alive():
+                process.kill()
+        bar.close()
+    result.seconds = time.perf_counter() - clock
+    return result
