@@ -75,10 +75,14 @@ class Predicate:
         return PredicateResult(self.name, bool(value))
 
     def __call__(self, state: Any) -> bool:
+        return self.check(state) is True
+
+    def check(self, state: Any) -> bool | None:
+        """Whether the predicate holds, or None if evaluating it raised."""
         try:
             value = self._fn(state)
         except Exception:
-            return False
+            return None
         return bool(value[0]) if isinstance(value, tuple) else bool(value)
 
     # ---- combinators -----------------------------------------------------------

@@ -84,14 +84,16 @@ class _Checker:
         return verdict
 
     def _judge(self, state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
+        # As in DSLabs: a predicate that raises violates an invariant, prunes
+        # the state as a prune, and is ignored as a goal.
         for p in self.invariants:
-            if not p(state):
+            if p.check(state) is not True:
                 return _TERMINAL, Outcome.INVARIANT_VIOLATED, p.evaluate(state)
         for p in self.goals:
-            if p(state):
+            if p.check(state) is True:
                 return _TERMINAL, Outcome.GOAL_FOUND, p.evaluate(state)
         for p in self.prunes:
-            if p(state):
+            if p.check(state) is not False:
                 return _PRUNED, None, None
         return _VALID, None, None
 
@@ -178,11 +180,11 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
                     if budget is not None and len(visited) >= budget:
                         result.outcome = Outcome.BUDGET_EXHAUSTED
                         raise _Stop(None)
+                    if time.perf_counter() > deadline:
+                        result.outcome = Outcome.TIME_EXHAUSTED
+                        raise _Stop(None)
                     if not len(visited) & 255:
                         bar.update(len(visited), result.depth)
-                        if time.perf_counter() > deadline:
-                            result.outcome = Outcome.TIME_EXHAUSTED
-                            raise _Stop(None)
             frontier = next_frontier
     except _Stop as stop:
         if stop.index is not None:
@@ -196,6 +198,10 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
     result.states = len(visited)
     result.seconds = time.perf_counter() - clock
     return result
+
+
+class TimeUp(Exception):
+    """The search's wall-clock guard (``max_time``) passed."""
 
 
 class _Stop(Exception):
@@ -230,14 +236,17 @@ class _Prober:
         self.timers_on = settings.timer_mask(system.addresses)
         self.checker = _Checker(settings, start.depth)
 
-    def probe(self, number: int) -> tuple[int, int, tuple | None]:
+    def probe(self, number: int, deadline: float = float("inf")) -> tuple[int, int, tuple | None]:
         """Walk probe ``number`` to its end: ``(steps, depth, terminal)``, where
-        ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state."""
+        ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state.
+        Raises :class:`TimeUp` if the wall-clock ``deadline`` passes first."""
         rng = random.Random(f"{self.seed}:{number}")
         classify = self.checker.classify
         state = self.start
         walked: list[tuple[SearchState, tuple]] = []
         while True:
+            if time.perf_counter() > deadline:
+                raise TimeUp()
             events = state.events(self.can, self.timers_on)
             chosen = None
             while events:
@@ -292,14 +301,16 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
     bar = Progress(progress, "random search")
     try:
         while budget is None or result.steps < budget:
-            path = _tally(result, *prober.probe(result.probes))
+            path = _tally(result, *prober.probe(result.probes, deadline))
             if path is not None:
                 result.seconds = time.perf_counter() - clock
                 return _conclude(result, prober, path, meta)
-            bar.update(result.steps, result.depth)
-            if time.perf_counter() > deadline:
-                result.outcome = Outcome.TIME_EXHAUSTED
+            if result.steps == 0:  # no step is possible from the start: nothing to explore
+                result.outcome = Outcome.SPACE_EXHAUSTED
                 break
+            bar.update(result.steps, result.depth)
+    except TimeUp:
+        result.outcome = Outcome.TIME_EXHAUSTED
     finally:
         bar.close()
     result.seconds = time.perf_counter() - clock

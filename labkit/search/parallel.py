@@ -36,9 +36,11 @@ from labkit.search.engine import (
     _path,
     _Prober,
     _tally,
+    TimeUp,
     bfs,
     random_search,
 )
+
 from labkit.search.results import Outcome, SearchResult
 from labkit.search.settings import SearchSettings
 from labkit.search.state import SearchError, SearchState
@@ -272,16 +274,18 @@ def _one_process(settings: SearchSettings) -> SearchSettings:
 # --------------------------------------------------------------------------
 
 
-def _prober_main(w: int, workers: int, conn: Any) -> None:
+def _prober_main(w: int, workers: int, deadline: float, conn: Any) -> None:
     """Run probes w, w + workers, ... and report each one; stop when told."""
     prober: _Prober = _payload["prober"]
     _payload.clear()
     number = w
     try:
         while not conn.poll():
-            steps, depth, terminal = prober.probe(number)
+            steps, depth, terminal = prober.probe(number, deadline)
             conn.send((number, steps, depth, terminal))
             number += workers
+    except TimeUp:
+        conn.send(("time",))
     except LabkitError as error:
         conn.send(("error", error))
     except BaseException:
@@ -317,7 +321,7 @@ def parallel_random_search(start: SearchState, settings: SearchSettings, seed: i
     try:
         for w in range(workers):
             mine, theirs = context.Pipe()
-            process = context.Process(target=_prober_main, args=(w, workers, theirs), daemon=True)
+            process = context.Process(target=_prober_main, args=(w, workers, deadline, theirs), daemon=True)
             process.start()
             theirs.close()
             pipes.append(mine)
@@ -328,15 +332,20 @@ def parallel_random_search(start: SearchState, settings: SearchSettings, seed: i
             number = result.probes
             while number not in waiting:
                 reply = _receive(pipes[number % workers])
+                if reply == ("time",):
+                    result.outcome = Outcome.TIME_EXHAUSTED
+                    raise TimeUp()
                 waiting[reply[0]] = reply[1:]
             path = _tally(result, *waiting.pop(number))
             if path is not None:
                 result.seconds = time.perf_counter() - clock
                 return _conclude(result, prober, path, meta)
-            bar.update(result.steps, result.depth)
-            if time.perf_counter() > deadline:
-                result.outcome = Outcome.TIME_EXHAUSTED
+            if result.steps == 0:
+                result.outcome = Outcome.SPACE_EXHAUSTED
                 break
+            bar.update(result.steps, result.depth)
+    except TimeUp:
+        pass
     finally:
         for pipe in pipes:
             try:

@@ -432,9 +432,13 @@ class SearchState:
             if i is None:
                 return None
             efp = hash((fingerprint(event.item), event.min_millis, event.max_millis))
+            bound = None
             for pos, entry in enumerate(self.queues[i]):
                 if entry[3] == efp:
-                    return (1, i, pos)
+                    # The first equal entry, and only if no earlier timer must fire first.
+                    return (1, i, pos) if bound is None or bound > entry[1] else None
+                if bound is None or entry[2] < bound:
+                    bound = entry[2]
         return None
 
     def apply(self, event: Event) -> "SearchState | None":
@@ -444,7 +448,11 @@ class SearchState:
         if event.kind == "undrop":
             return self.undrop_messages(event.node, event.direction)  # type: ignore[arg-type]
         internal = self.find_event(event)
-        return None if internal is None else self.step(internal)
+        if internal is None:
+            return None
+        nxt = self.step(internal)
+        nxt.origin = self.origin + (event,)
+        return nxt
 
     # ---- narrowing --------------------------------------------------------------------
 
@@ -490,7 +498,9 @@ class SearchState:
         return self.undrop_messages(address, "to")
 
     def path(self) -> tuple[Event, ...]:
-        """Events from the search's very first state to this one (set by searches on the states they return)."""
+        """Events from the system's first state to this one. Exact for states
+        made by :meth:`apply`, by the narrowing methods and for the states
+        searches return; a search's inner states only carry their stage's path."""
         return self.origin
 
     # ---- what predicates read ----------------------------------------------------------

@@ -304,12 +304,12 @@ class Trace:
         try:
             root = restore(data["start"])
             events = [_event_from_json(e) for e in data["events"]]
-        except (KeyError, TypeError, ValueError, SerializationError) as error:
+            violation = PredicateResult(**data["violation"]) if data.get("violation") else None
+            failure = HandlerFailure(
+                **{**data["failure"], "event": _event_from_json(data["failure"]["event"])}
+            ) if data.get("failure") else None
+        except (KeyError, TypeError, ValueError, AttributeError, SerializationError) as error:
             raise TraceError(f"{path} is damaged or incomplete: {error}") from None
-        violation = PredicateResult(**data["violation"]) if data.get("violation") else None
-        failure = HandlerFailure(
-            **{**data["failure"], "event": _event_from_json(data["failure"]["event"])}
-        ) if data.get("failure") else None
         return cls(root, events, violation, failure, data.get("meta", {}))
 
 

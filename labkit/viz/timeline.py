@@ -1,0 +1,375 @@
+"""Message timelines (Lamport diagrams) of a run or a counterexample trace.
+
+One lane per node, servers first. A delivered message is an arrow from its
+send to its delivery, coloured by message type; a dropped message ends in a
+cross; a duplicate delivery is dashed with a diamond; a timer firing is a tick
+(grey if the timer was discarded); a client operation is a band from invoke to
+response. A fault track above the lanes shows which partition, inactive link
+or loss is in force. A run is drawn in virtual milliseconds, a trace in steps.
+
+Artists carry gids so tests and tools can count them: ``lane``, ``arrow``,
+``drop``, ``duplicate``, ``timer``, ``timer_off``, ``op``, ``error``,
+``fault``, ``folded`` and ``label``.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Iterable, Sequence
+
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
+from matplotlib.patches import FancyArrowPatch, Rectangle
+from matplotlib.ticker import MaxNLocator
+
+from labkit.node import Address
+from labkit.search.trace import Trace
+from labkit.sim.log import DELIVER, DROP, DUPLICATE, ERROR, INVOKE, RESPONSE, SEND, TIMER_FIRE, TIMER_OFF
+from labkit.values import brief
+from labkit.viz.faults import FaultSpan, fault_spans
+from labkit.viz.sources import RunRecords, Source, load_source
+
+__all__ = ["plot_timeline", "DEFAULT_FOLD"]
+
+DEFAULT_FOLD: tuple[str, ...] = ("Heartbeat", "HeartbeatReply")
+_PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
+            "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+_FAULT = "#fdae6b"
+_OP = "#9ecae1"
+_FAULT_ROW = -1.0
+
+
+@dataclass
+class _Message:
+    sent: float
+    sender: str
+    at: float
+    receiver: str
+    type: str
+    text: str
+    dropped: bool = False
+    duplicate: bool = False
+
+
+@dataclass
+class _Mark:
+    time: float
+    node: str
+    type: str
+    text: str
+    kind: str  # "timer", "timer_off" or "error"
+
+
+@dataclass
+class _Op:
+    node: str
+    start: float
+    end: float | None
+    text: str
+
+
+@dataclass
+class _Timeline:
+    lanes: list[str]
+    messages: list[_Message] = field(default_factory=list)
+    marks: list[_Mark] = field(default_factory=list)
+    ops: list[_Op] = field(default_factory=list)
+    faults: list[FaultSpan] = field(default_factory=list)
+    end: float = 0.0
+    unit: str = "virtual time (ms)"
+    outcome: str = ""
+
+
+# --------------------------------------------------------------------------
+# From a run
+# --------------------------------------------------------------------------
+
+
+def _from_run(run: RunRecords) -> _Timeline:
+    tl = _Timeline(list(run.nodes))
+    sends: dict[int, dict[str, Any]] = {}
+    copies: Counter[int] = Counter()
+    arrived: Counter[int] = Counter()
+    in_flight: dict[tuple, list[int]] = defaultdict(list)  # (sender, receiver, item) -> mids, oldest first
+    invoked: dict[str, tuple[float, str]] = {}
+
+    def arrive(mid: int, key: tuple) -> None:
+        arrived[mid] += 1
+        if arrived[mid] >= copies[mid] and mid in in_flight[key]:
+            in_flight[key].remove(mid)
+
+    for r in run.records:
+        kind, t = r["kind"], r["time"]
+        if kind == SEND:
+            sends[r["detail"]] = r
+            copies[r["detail"]] = 1
+            in_flight[(r["node"], r["peer"], r["item"])].append(r["detail"])
+        elif kind == DUPLICATE:
+            copies[r["detail"]] += 1
+        elif kind == DELIVER:
+            mid = r["detail"]
+            sent = sends.get(mid, r)
+            tl.messages.append(_Message(sent["time"], r["peer"], t, r["node"], r["type"], r["item"],
+                                        duplicate=arrived[mid] > 0))
+            arrive(mid, (r["peer"], r["node"], r["item"]))
+        elif kind == DROP:
+            # Drops carry their reason, not the message id: the oldest matching copy in flight is the one.
+            key = (r["peer"], r["node"], r["item"])
+            mid = in_flight[key][0] if in_flight[key] else None
+            sent = sends[mid] if mid is not None else r
+            tl.messages.append(_Message(sent["time"], r["peer"], t, r["node"], r["type"], r["item"], dropped=True))
+            if mid is not None:
+                arrive(mid, key)
+        elif kind in (TIMER_FIRE, TIMER_OFF):
+            tl.marks.append(_Mark(t, r["node"], r["type"], r["item"], "timer" if kind == TIMER_FIRE else "timer_off"))
+        elif kind == ERROR:
+            tl.marks.append(_Mark(t, r["node"], "", str(r["detail"]), "error"))
+        elif kind == INVOKE:
+            invoked[r["node"]] = (t, r["item"])
+        elif kind == RESPONSE and r["node"] in invoked:
+            start, command = invoked.pop(r["node"])
+            tl.ops.append(_Op(r["node"], start, t, f"{command} -> {r['item']}"))
+    tl.end = max((r["time"] for r in run.records), default=0)
+    tl.ops.extend(_Op(node, start, None, command) for node, (start, command) in invoked.items())
+    tl.faults = fault_spans(run.records, tl.end)
+    return tl
+
+
+# --------------------------------------------------------------------------
+# From a search trace (time is the step number)
+# --------------------------------------------------------------------------
+
+
+def _from_trace(trace: Trace) -> _Timeline:
+    states = trace.states()
+    root = states[0]
+    system = root.system
+    names = [a.name for a in system.addresses]
+    order = list(system.server_indices) + list(system.worker_indices) + list(system.client_indices)
+    order += [i for i in range(len(names)) if i not in order]
+    tl = _Timeline([names[i] for i in order], end=float(len(trace.events)), unit="step")
+    sent_at: dict[int, float] = {env[4]: 0.0 for env in (*root.envs, *root.dropped)}
+    delivered: set[int] = set()
+    open_ops: dict[int, _Op] = {}
+
+    def track_ops(before: Any, after: Any, k: float) -> None:
+        for i in system.worker_indices:
+            old, new = (before.node_list[i] if before is not None else None), after.node_list[i]
+            if old is not None and len(new.results) > len(old.results) and i in open_ops:
+                op = open_ops.pop(i)
+                op.end = k
+                op.text += f" -> {brief(new.results[-1], 60)}"
+                tl.ops.append(op)
+            if new.outstanding and (old is None or new.sent > old.sent):
+                command = new.history[-1].command
+                open_ops[i] = _Op(names[i], k, None, brief(command, 60))
+
+    track_ops(None, root, 0.0)
+    for k, event in enumerate(trace.events, 1):
+        before, after = states[k - 1], states[k]
+        if event.kind == "message":
+            found = before.find_event(event)
+            env = before.envs[found[1]] if found is not None else None
+            fp = env[4] if env is not None else None
+            tl.messages.append(_Message(sent_at.get(fp, k - 1), event.sender.name, k, event.node.name,  # type: ignore[union-attr]
+                                        type(event.item).__name__, brief(event.item), duplicate=fp in delivered))
+            delivered.add(fp)  # type: ignore[arg-type]
+        elif event.kind == "timer":
+            tl.marks.append(_Mark(k, event.node.name, type(event.item).__name__, brief(event.item), "timer"))  # type: ignore[union-attr]
+        else:
+            tl.faults.append(FaultSpan(k, k, (str(event),)))
+            for env in after.dropped:
+                if env[4] not in before.dropped_fps and env[4] not in delivered:
+                    tl.messages.append(_Message(sent_at.get(env[4], k), names[env[0]], k, names[env[1]],
+                                                type(env[2]).__name__, brief(env[2]), dropped=True))
+        for env in after.envs:
+            sent_at.setdefault(env[4], float(k))
+        track_ops(before, after, float(k))
+        if after.failure is not None:
+            f = after.failure
+            tl.marks.append(_Mark(k, f.node.name, "", f"{f.error_type}: {f.message}", "error"))
+    tl.ops.extend(open_ops.values())
+    if trace.violation is not None:
+        tl.outcome = trace.violation.explain()
+    elif trace.failure is not None:
+        tl.outcome = f"{trace.failure.node} raised {trace.failure.error_type}: {trace.failure.message}"
+    return tl
+
+
+# --------------------------------------------------------------------------
+# Drawing
+# --------------------------------------------------------------------------
+
+
+def _names(values: Iterable[str | Address] | None) -> set[str] | None:
+    return None if values is None else {v.name if isinstance(v, Address) else str(v) for v in values}
+
+
+def _inside(t: float, window: tuple[float, float] | None) -> bool:
+    return window is None or window[0] <= t <= window[1]
+
+
+def plot_timeline(
+    source: Source,
+    *,
+    types: Sequence[str] | None = None,
+    nodes: Sequence[str | Address] | None = None,
+    window: tuple[float, float] | None = None,
+    fold: Sequence[str] = DEFAULT_FOLD,
+    labels: bool = False,
+    solution: str | Path | None = None,
+    title: str | None = None,
+) -> Figure:
+    """Draw the message timeline of ``source`` and return the Figure.
+
+    ``source`` is a Simulation, an EventLog, a Trace, or the path of a saved
+    run log or trace (``solution`` names the module a trace file needs; by
+    default the one recorded in the trace). ``types`` keeps only messages and
+    timers of those class names; ``nodes`` keeps those lanes (and messages
+    between them); ``window=(start, end)`` keeps what arrives in that time
+    (steps for a trace). Message types in ``fold`` (periodic traffic such as
+    heartbeats) are not drawn as arrows: each delivery is a small grey dot and
+    the title counts them. ``labels`` writes each message's content.
+    """
+    loaded = load_source(source, solution)
+    tl = _from_trace(loaded) if isinstance(loaded, Trace) else _from_run(loaded)
+    keep_types, keep_nodes = _names(types), _names(nodes)
+    folded_types = set(fold) - (keep_types or set())
+    lanes = [n for n in tl.lanes if keep_nodes is None or n in keep_nodes]
+    row = {name: float(i) for i, name in enumerate(lanes)}
+    every_type = sorted({m.type for m in tl.messages})
+    colour = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(every_type)}
+
+    def shown(type_name: str) -> bool:
+        return keep_types is None or type_name in keep_types
+
+    messages, folded = [], Counter()
+    for m in tl.messages:
+        if m.sender not in row or m.receiver not in row or not _inside(m.at, window) or not shown(m.type):
+            continue
+        if m.type in folded_types:
+            folded[m.type] += 1
+        else:
+            messages.append(m)
+    marks = [k for k in tl.marks if k.node in row and _inside(k.time, window)
+             and (k.kind == "error" or (shown(k.type) and k.type not in folded_types))]
+    ops = [o for o in tl.ops if o.node in row and (window is None or (
+        o.start <= window[1] and (o.end is None or o.end >= window[0])))]
+    faults = [f for f in tl.faults if window is None or (f.start <= window[1] and f.end >= window[0])]
+
+    lo, hi = window if window is not None else (0.0, max(tl.end, 1.0))
+    span = max(hi - lo, 1e-9)
+    figure = Figure(figsize=(12, 1.6 + 0.55 * (len(lanes) + (1 if faults else 0))))
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot(1, 1, 1)
+    for name, y in row.items():
+        line = ax.axhline(y, color="#bbbbbb", linewidth=0.8, zorder=0)
+        line.set_gid("lane")
+
+    for f in faults:
+        _draw_fault(ax, f, span, lanes)
+    for o in ops:
+        end = o.end if o.end is not None else hi
+        band = Rectangle((o.start, row[o.node] - 0.14), max(end - o.start, span * 0.002), 0.28, facecolor=_OP,
+                         edgecolor="white", linewidth=1.0, alpha=0.6, hatch="//" if o.end is None else None, zorder=1)
+        band.set_gid("op")
+        ax.add_patch(band)
+        if labels:
+            _label(ax, o.start, row[o.node] + 0.28, o.text, "left")
+    for m in messages:
+        _draw_message(ax, m, row, colour[m.type], span, labels)
+    if folded:
+        dots = [(m.at, row[m.receiver]) for m in tl.messages if m.type in folded and m.sender in row
+                and m.receiver in row and _inside(m.at, window)]
+        scatter = ax.scatter([x for x, _ in dots], [y for _, y in dots], s=4, color="#999999", zorder=2)
+        scatter.set_gid("folded")
+    for k in marks:
+        style = {"timer": ("|", "#444444", 9), "timer_off": ("|", "#bbbbbb", 9), "error": ("*", "#d62728", 12)}
+        marker, tint, size = style[k.kind]
+        (mark,) = ax.plot([k.time], [row[k.node]], marker=marker, color=tint, markersize=size, linestyle="", zorder=4)
+        mark.set_gid(k.kind)
+        if labels or k.kind == "error":
+            _label(ax, k.time, row[k.node] - 0.22, k.text, "center")
+
+    types_shown = sorted({m.type for m in messages})
+    if types_shown:
+        handles = [Line2D([], [], color=colour[t], linewidth=2, label=t) for t in types_shown]
+        ax.legend(handles=handles, title="messages", loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8,
+                  title_fontsize=8, frameon=False)
+    key = [Line2D([], [], marker="x", color="#444444", linestyle="", label="dropped"),
+           Line2D([], [], marker="D", color="#444444", markersize=4, linestyle="--", label="duplicate"),
+           Line2D([], [], marker="|", color="#444444", linestyle="", label="timer fired"),
+           Rectangle((0, 0), 1, 1, facecolor=_OP, alpha=0.6, label="client operation")]
+    if faults:
+        key.append(Rectangle((0, 0), 1, 1, facecolor=_FAULT, alpha=0.7, label="fault in force"))
+    figure.legend(handles=key, loc="lower right", fontsize=7, frameon=False, ncol=len(key))
+
+    top = _FAULT_ROW - 0.6 if faults else -0.6
+    ax.set_ylim(len(lanes) - 0.4, top)
+    ax.set_xlim(lo - 0.01 * span, hi + 0.01 * span)
+    ticks = ([_FAULT_ROW] if faults else []) + list(row.values())
+    ax.set_yticks(ticks)
+    ax.set_yticklabels((["faults"] if faults else []) + lanes)
+    ax.set_xlabel(tl.unit)
+    if tl.unit == "step":
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+    heading = title if title is not None else _cut(tl.outcome, 160)
+    if folded:
+        heading += ("\n" if heading else "") + "folded: " + ", ".join(f"{t} x{n}" for t, n in sorted(folded.items()))
+    if heading:
+        ax.set_title(heading, fontsize=9, loc="left")
+    figure.tight_layout(rect=(0, 0.06, 1, 1))
+    return figure
+
+
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _label(ax: Any, x: float, y: float, text: str, align: str) -> None:
+    artist = ax.text(x, y, _cut(text, 48), fontsize=5.5, ha=align, va="center", clip_on=True, zorder=5)
+    artist.set_gid("label")
+
+
+def _draw_message(ax: Any, m: _Message, row: dict[str, float], tint: str, span: float, labels: bool) -> None:
+    y0, y1 = row[m.sender], row[m.receiver]
+    x0, x1 = m.sent, m.at
+    if y0 == y1 and x1 - x0 < span * 0.004:
+        x1 = x0 + span * 0.004  # a message to itself: a short hop along the lane
+    if m.dropped:
+        (line,) = ax.plot([x0, x1], [y0, y1], color=tint, linewidth=0.9, alpha=0.7, linestyle=":", zorder=2)
+        line.set_gid("drop_path")
+        (cross,) = ax.plot([x1], [y1], marker="x", color=tint, markersize=7, markeredgewidth=1.8, zorder=4)
+        cross.set_gid("drop")
+    else:
+        arrow = FancyArrowPatch((x0, y0), (x1, y1), arrowstyle="-|>", mutation_scale=8, color=tint, linewidth=0.9,
+                                linestyle="--" if m.duplicate else "-", shrinkA=0, shrinkB=0, zorder=3,
+                                connectionstyle="arc3,rad=-0.6" if y0 == y1 else "arc3")
+        arrow.set_gid("arrow")
+        ax.add_patch(arrow)
+        if m.duplicate:
+            (diamond,) = ax.plot([x1], [y1], marker="D", color=tint, markersize=4, zorder=4)
+            diamond.set_gid("duplicate")
+    if labels:
+        _label(ax, (x0 + x1) / 2, (y0 + y1) / 2, m.text, "center")
+
+
+def _draw_fault(ax: Any, f: FaultSpan, span: float, lanes: list[str]) -> None:
+    width = f.end - f.start
+    if width <= 0:  # an instant (a trace's drop or undrop step): a line across every lane
+        line = ax.axvline(f.start, color=_FAULT, linewidth=2.0, zorder=1)
+        line.set_gid("fault")
+        ax.text(f.start, _FAULT_ROW, " " + _cut(f.label, 60), fontsize=6, va="center", ha="left", clip_on=True)
+        return
+    box = Rectangle((f.start, _FAULT_ROW - 0.3), width, 0.6, facecolor=_FAULT, edgecolor="#e6550d", linewidth=0.6,
+                    alpha=0.7, zorder=1)
+    box.set_gid("fault")
+    ax.add_patch(box)
+    ax.axvspan(f.start, f.end, color=_FAULT, alpha=0.08, zorder=0)
+    ax.text(f.start + 0.005 * span, _FAULT_ROW, _cut(f.label, 90), fontsize=6, va="center", ha="left",
+            clip_on=True)
