@@ -175,6 +175,7 @@ def _key_not_found() -> Any:
 
 def _basic(t: TestContext, settings: RunSettings | None) -> None:
     sim, addresses = run_system(t, 3, settings)
+    t.check(sim, MARKERS_VALID)
     for s in sim.servers:
         nc, ne = s.first_non_cleared(), s.last_non_empty()
         t.require((nc, ne) == (1, 0), f"{s.address} starts with first_non_cleared() = {nc} and last_non_empty() = {ne}; expected 1 and 0")
@@ -662,5 +663,3 @@ def check_history(t: TestContext, sim: Simulation) -> None:
 
     t.check(sim, KV_LINEARIZABLE)
 
-
-__all__ = ["LAB", "MARKERS_VALID"]

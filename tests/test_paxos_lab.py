@@ -1,0 +1,96 @@
+"""The Paxos lab end to end: the reference passes, the stub and broken modules fail clearly,
+and each part's tests pass with a solution that has only that part and the earlier ones."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from labkit.labs.paxos.tests import LAB
+from labkit.testing import pytest_cases, run_tests
+from labkit.testing.declare import SEARCH
+
+ROOT = Path(__file__).resolve().parents[1]
+REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
+STUB = ROOT / "notebooks" / "source" / "paxos" / "paxos_server.py"
+
+RUN_ONLY = [t.qualified_number for t in LAB.tests if SEARCH not in t.categories]
+SEARCHES = [t.qualified_number for t in LAB.tests if SEARCH in t.categories]
+
+# The reference through every public run test (fast) and every search test (slow tier).
+test_reference_run_tests = pytest_cases("paxos", REFERENCE, numbers=RUN_ONLY)
+test_reference_search_tests = pytest.mark.slow(pytest_cases("paxos", REFERENCE, numbers=SEARCHES))
+
+
+def run_quietly(solution: Path, **options: object):
+    out = io.StringIO()
+    report = run_tests("paxos", solution=solution, out=out, **options)  # type: ignore[arg-type]
+    return report, out.getvalue()
+
+
+def variant(tmp_path: Path, old: str, new: str) -> Path:
+    """The reference with one change, written as paxos_server.py in its own folder."""
+    source = REFERENCE.read_text()
+    assert source.count(old) == 1, f"the reference no longer contains {old!r}"
+    folder = tmp_path / "variant"
+    folder.mkdir()
+    path = folder / "paxos_server.py"
+    path.write_text(source.replace(old, new))
+    return path
+
+
+def test_public_suite_covers_dslabs_27_scenarios():
+    numbers = {t.number for t in LAB.tests}
+    assert set(range(1, 28)) <= numbers  # test 1 is the client contract, 2-27 as in DSLabs
+    assert sum(t.points for t in LAB.tests if t.number <= 27) == 355  # DSLabs's total
+    assert {t.part for t in LAB.tests} == {1, 2, 3, 4}
+
+
+def test_untouched_stub_fails_every_test_quickly_with_not_implemented():
+    report, text = run_quietly(STUB)
+    assert report.passed == 0 and len(report.results) == len(LAB.tests)
+    assert report.seconds < 10
+    for result in report.results:
+        assert "not implemented: Paxos" in (result.failure or ""), result
+    assert "Traceback" not in text
+
+
+def test_syntax_error_fails_all_tests_with_the_error_shown_once(tmp_path):
+    broken = tmp_path / "paxos_server.py"
+    broken.write_text(REFERENCE.read_text() + "\ndef oops(:\n")
+    report, text = run_quietly(broken, numbers=["1.2", "1.3"])
+    assert report.passed == 0
+    assert text.count("syntax error") == 1
+    assert "line" in text
+
+
+def test_query_method_returning_wrong_type_is_named(tmp_path):
+    path = variant(tmp_path, "        return self.cleared_through + 1\n", "        return str(self.cleared_through + 1)\n")
+    report, _ = run_quietly(path, numbers=["1.2"])
+    failure = report.results[0].failure or ""
+    assert "first_non_cleared" in failure and "int" in failure
+
+
+def test_query_method_that_raises_is_named(tmp_path):
+    path = variant(tmp_path, "    def last_non_empty(self) -> int:\n",
+                   "    def last_non_empty(self) -> int:\n        raise RuntimeError('broken')\n")
+    report, _ = run_quietly(path, numbers=["1.2"])
+    failure = report.results[0].failure or ""
+    assert "last_non_empty" in failure and "RuntimeError" in failure
+
+
+def test_without_garbage_collection_only_part_3_fails(tmp_path):
+    path = variant(tmp_path, "        if slot <= self.cleared_through:\n            return\n        for old",
+                   "        if True:  # garbage collection left out\n            return\n        for old")
+    report, _ = run_quietly(path, exclude_categories=(SEARCH,))
+    failed = {r.number for r in report.results if not r.passed}
+    assert failed == {"3.11"}
+
+
+def test_without_batching_only_part_4_fails(tmp_path):
+    path = variant(tmp_path, "BATCH_WINDOW = 8 ", "BATCH_WINDOW = 10**9 ")
+    report, _ = run_quietly(path, exclude_categories=(SEARCH,))
+    failed = {r.number for r in report.results if not r.passed}
+    assert failed == {"4.28"}
