@@ -73,7 +73,7 @@ def _worker_main(w: int, conn: Any) -> None:
                 keys: list[tuple[int, int, int]] = []
                 timed_out = False
                 while cursor < len(frontier) and frontier[cursor][2] < limit:
-                    if not cursor & 63 and time.perf_counter() > deadline:
+                    if time.perf_counter() > deadline:
                         timed_out = True
                         break
                     state, record, gpos = frontier[cursor]
@@ -89,6 +89,8 @@ def _worker_main(w: int, conn: Any) -> None:
                 visited.update(new_fps)
                 terminal = None
                 for fp, gpos in kept:
+                    if time.perf_counter() > deadline:
+                        break  # the coordinator learns of the time-out from the expansion
                     state, parts, record, position = candidates[fp]
                     child = state.build(parts)
                     parents.append(record)
@@ -155,6 +157,9 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
                 if kind == _TERMINAL or (budget is not None and len(visited) >= budget):
                     # Too small to be worth processes: one process gives the same result.
                     return bfs(start, _one_process(settings), progress=progress, meta=meta)
+                if time.perf_counter() > deadline:
+                    return SearchResult(Outcome.TIME_EXHAUSTED, "bfs", states=len(visited), budget=budget,
+                                        depth=child.depth - start.depth, seconds=time.perf_counter() - clock)
                 if kind == _VALID:
                     next_frontier.append((child, len(parents) - 1))
         frontier = next_frontier

@@ -2,13 +2,25 @@
 
 from __future__ import annotations
 
+import os
 from typing import Sequence
 
 from labkit.check.predicates import Predicate
 from labkit.node import Address
 from labkit.sim.settings import NetworkSettings, SettingsError
 
-__all__ = ["SearchSettings"]
+__all__ = ["SearchSettings", "default_workers"]
+
+
+def default_workers() -> int:
+    """One search process per core, at most 4 (``LABKIT_WORKERS`` overrides)."""
+    configured = os.environ.get("LABKIT_WORKERS")
+    if configured:
+        try:
+            return max(1, int(configured))
+        except ValueError:
+            raise SettingsError(f"LABKIT_WORKERS must be a whole number, got {configured!r}") from None
+    return max(1, min(4, os.cpu_count() or 1))
 
 
 class SearchSettings(NetworkSettings):
@@ -19,6 +31,8 @@ class SearchSettings(NetworkSettings):
     work, never in seconds, so a verdict does not depend on the machine.
     ``max_time`` is only a guard against a search that is far slower than
     expected; when it trips, the result says the search is incomplete.
+    ``workers`` processes share the work (default: one per core, at most 4);
+    the result is the same for any number of workers.
     """
 
     def __init__(
@@ -31,7 +45,7 @@ class SearchSettings(NetworkSettings):
         max_states: int | None = 1_000_000,
         max_steps: int | None = 1_000_000,
         max_time: float | None = 600.0,
-        workers: int = 1,
+        workers: int | None = None,
         check_determinism: float = 1 / 128,
     ) -> None:
         super().__init__()
@@ -42,7 +56,7 @@ class SearchSettings(NetworkSettings):
         self.max_states = max_states
         self.max_steps = max_steps
         self.max_time = max_time
-        self.workers = workers
+        self.workers = workers if workers is not None else default_workers()
         if not 0.0 <= check_determinism <= 1.0:
             raise SettingsError("check_determinism is the share of cached steps re-executed: between 0 and 1")
         self.check_determinism = check_determinism

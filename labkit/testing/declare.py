@@ -31,7 +31,7 @@ class TestSpec:
     points: float
     categories: tuple[str, ...]
     fn: Callable[[Any], None] = field(compare=False, repr=False)
-    timeout: float = 120.0
+    timeout: float = 600.0
     hidden: bool = False
 
     __test__ = False  # not a pytest test class
@@ -76,7 +76,7 @@ class Lab:
         *,
         part: int = 1,
         categories: tuple[str, ...] = (RUN,),
-        timeout: float = 120.0,
+        timeout: float = 600.0,
         hidden: bool = False,
     ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
         """Decorator declaring a test of this lab."""

@@ -1,0 +1,26 @@
+"""nbgrader configuration of the labkit Paxos course (run nbgrader from this folder,
+or use `labkit course ...`, which does)."""
+
+import os
+
+c = get_config()  # noqa: F821  (provided by nbgrader)
+
+c.CourseDirectory.course_id = "labkit-paxos"
+c.CourseDirectory.root = os.path.dirname(os.path.abspath(__file__))
+
+# Keep the student's own module at autograde time (nbgrader would otherwise put
+# the blank stub from source/ back over it).
+c.Autograde.exclude_overwriting = {"paxos": ["paxos_server.py"], "tour": ["ping_server.py"]}
+
+# The longest public test runs for about two minutes on a slow machine; a test
+# cell that runs longer than this is stopped and scores 0.
+c.Execute.timeout = 300
+# Code that swallows the interrupt must not fail the whole submission.
+c.Execute.raise_on_iopub_timeout = False
+c.Execute.kernel_name = "python3"
+
+# Output floods from student code are cut, not fatal.
+c.LimitOutput.max_lines = 1000
+c.LimitOutput.max_traceback = 100
+
+c.Exchange.root = os.path.join(os.path.dirname(c.CourseDirectory.root), "exchange")
