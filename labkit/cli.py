@@ -115,12 +115,13 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--solution", help="path of your module (default: the one the trace was made with)")
     replay.set_defaults(func=_replay_command)
 
-    for module_name in ("labkit.check.lincheck_command",):
-        try:
-            module = __import__(module_name, fromlist=["register"])
-        except ImportError:
-            continue
-        module.register(sub)
+    from labkit.check import lincheck_command
+    from labkit.course import command as course_command
+    from labkit.viz import command as viz_command
+
+    lincheck_command.register(sub)
+    viz_command.register(sub)
+    course_command.register(sub)
     return parser
 
 

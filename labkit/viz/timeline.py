@@ -231,8 +231,8 @@ def plot_timeline(
     timers of those class names; ``nodes`` keeps those lanes (and messages
     between them); ``window=(start, end)`` keeps what arrives in that time
     (steps for a trace). Message types in ``fold`` (periodic traffic such as
-    heartbeats) are not drawn as arrows: each delivery is a small grey dot and
-    the title counts them. ``labels`` writes each message's content.
+    heartbeats) are not drawn as arrows: each arrival or drop is a small grey
+    dot and the title counts them. ``labels`` writes each message's content.
     """
     loaded = load_source(source, solution)
     tl = _from_trace(loaded) if isinstance(loaded, Trace) else _from_run(loaded)

@@ -1,0 +1,93 @@
+"""``labkit course ...``: the instructor's commands."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+from labkit.course.instructor import Course
+
+__all__ = ["register"]
+
+
+def _release(args: argparse.Namespace) -> int:
+    course = Course(args.course)
+    forbidden = [Path(p) for p in args.forbid]
+    release = course.release(args.assignment, forbidden)
+    print(f"Released {args.assignment} to {release} (checked for leaks from: {', '.join(args.forbid) or 'nothing'})")
+    return 0
+
+
+def _autograde(args: argparse.Namespace) -> int:
+    course = Course(args.course)
+    hidden = Path(args.hidden_tests) if args.hidden_tests else None
+    outcomes = course.autograde(args.assignment, args.student, hidden_tests=hidden, deadline=args.deadline)
+    for outcome in outcomes:
+        verdict = "graded" if outcome.ok else f"FAILED: {outcome.reason}"
+        print(f"{outcome.student:<24} {verdict} ({outcome.seconds:.0f} s)")
+    return 0 if all(o.ok for o in outcomes) else 1
+
+
+def _feedback(args: argparse.Namespace) -> int:
+    Course(args.course).feedback(args.assignment, args.student)
+    print(f"Feedback written under {Course.find(args.course) / 'feedback'}")
+    return 0
+
+
+def _export(args: argparse.Namespace) -> int:
+    path = Course(args.course).export(Path(args.to))
+    print(f"Grades written to {path}")
+    return 0
+
+
+def _scores(args: argparse.Namespace) -> int:
+    for student, cells in sorted(Course(args.course).scores(args.assignment).items()):
+        total = sum(s for s, _ in cells.values())
+        most = sum(m for _, m in cells.values())
+        print(f"{student}: {total:g}/{most:g}")
+        for name, (score, best) in sorted(cells.items()):
+            print(f"  {name:<40} {score:g}/{best:g}")
+    return 0
+
+
+def _check_reference(args: argparse.Namespace) -> int:
+    course = Course(args.course)
+    hidden = Path(args.hidden_tests) if args.hidden_tests else None
+    score, total = course.check_reference(args.assignment, Path(args.reference), args.module, hidden_tests=hidden,
+                                          deadline=args.deadline)
+    print(f"The reference solution scores {score:g}/{total:g}: full marks")
+    return 0
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    """Add ``labkit course`` and its subcommands."""
+    course = subparsers.add_parser("course", help="instructor commands: release, autograde, feedback, export")
+    sub = course.add_subparsers(dest="course_command", metavar="STEP")
+    sub.required = True
+
+    def step(name: str, help_text: str, func) -> argparse.ArgumentParser:  # type: ignore[no-untyped-def]
+        parser = sub.add_parser(name, help=help_text)
+        parser.add_argument("--course", help="the course folder with nbgrader_config.py (default: . or ./notebooks)")
+        parser.add_argument("--assignment", default="paxos", help="the assignment (default: paxos)")
+        parser.set_defaults(func=func)
+        return parser
+
+    release = step("release", "generate the student release and check it leaks no solution code", _release)
+    release.add_argument("--forbid", nargs="*", default=["solutions", "grader_tests"],
+                         help="folders whose code must not appear in the release")
+    for name, help_text, func in (("autograde", "autograde submissions, one student per process", _autograde),
+                                  ("check-reference", "autograde the reference solution; fail unless full marks",
+                                   _check_reference)):
+        parser = step(name, help_text, func)
+        parser.add_argument("--hidden-tests", default="grader_tests", help="folder of hidden test modules")
+        parser.add_argument("--deadline", type=float, default=1800.0, help="seconds allowed per student")
+        if name == "autograde":
+            parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
+        else:
+            parser.add_argument("--reference", default="solutions/paxos/paxos_server.py")
+            parser.add_argument("--module", default="paxos_server.py", help="the file name students submit")
+    feedback = step("feedback", "write feedback HTML for graded submissions", _feedback)
+    feedback.add_argument("--student", action="append")
+    export = step("export", "export grades to CSV", _export)
+    export.add_argument("--to", default="grades.csv")
+    step("scores", "print every student's score per test cell", _scores)

@@ -1,0 +1,261 @@
+"""Instructor commands that wrap nbgrader with the right folder, environment and limits.
+
+* ``release``: ``nbgrader generate_assignment``, then a check that the release
+  holds no solution or hidden-test code.
+* ``autograde``: one student per nbgrader process, with the hidden tests on the
+  import path only for that process and an overall deadline sent as SIGINT
+  (nbgrader then cancels cleanly); one student's failure never stops the rest.
+* ``feedback`` and ``export``: nbgrader's, run from the course folder.
+* ``check_reference``: autogrades a submission made from the reference
+  solution and fails unless it scores full marks.
+"""
+
+from __future__ import annotations
+
+import ast
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+from labkit.node import LabkitError
+
+__all__ = [
+    "CourseError",
+    "Course",
+    "GradingOutcome",
+]
+
+REFERENCE_STUDENT = "labkit-reference"
+
+
+class CourseError(LabkitError):
+    """The course folder or a grading step is not usable; the message says how to fix it."""
+
+
+@dataclass
+class GradingOutcome:
+    """How autograding one student went."""
+
+    student: str
+    ok: bool
+    seconds: float
+    reason: str = ""
+
+
+def _nbgrader() -> list[str]:
+    return [sys.executable, "-m", "nbgrader"]
+
+
+class Course:
+    """An nbgrader course folder (the one holding ``nbgrader_config.py``)."""
+
+    def __init__(self, root: str | Path | None = None) -> None:
+        self.root = self.find(root)
+
+    @staticmethod
+    def find(root: str | Path | None) -> Path:
+        """The course folder: ``root`` if given, else this folder or ``./notebooks``."""
+        candidates = [Path(root)] if root is not None else [Path.cwd(), Path.cwd() / "notebooks"]
+        for candidate in candidates:
+            if (candidate / "nbgrader_config.py").is_file():
+                return candidate.resolve()
+        where = ", ".join(str(c) for c in candidates)
+        raise CourseError(
+            f"no nbgrader course found in {where}: run this from the course folder (the one with "
+            "nbgrader_config.py) or pass --course DIR"
+        )
+
+    # ---- running nbgrader -----------------------------------------------------
+
+    def run(self, args: Sequence[str], *, env: dict[str, str] | None = None, deadline: float | None = None,
+            quiet: bool = False) -> subprocess.CompletedProcess[str]:
+        """Run ``nbgrader ARGS`` in the course folder. Past ``deadline`` seconds it
+        gets SIGINT (nbgrader cancels and cleans up), then SIGKILL 30 s later."""
+        process = subprocess.Popen(
+            _nbgrader() + list(args), cwd=self.root, env={**os.environ, **(env or {})},
+            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+        )
+        try:
+            output, _ = process.communicate(timeout=deadline)
+        except subprocess.TimeoutExpired:
+            process.send_signal(signal.SIGINT)
+            try:
+                output, _ = process.communicate(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                output, _ = process.communicate()
+            output += f"\nlabkit: stopped after the {deadline:g} s deadline"
+            return subprocess.CompletedProcess(process.args, 124, output, "")
+        if not quiet and process.returncode != 0:
+            sys.stdout.write(output)
+        return subprocess.CompletedProcess(process.args, process.returncode, output, "")
+
+    # ---- release ------------------------------------------------------------------
+
+    def release(self, assignment: str, forbidden_sources: Sequence[Path] = ()) -> Path:
+        """Generate the student release and check it leaks nothing from ``forbidden_sources``
+        (the solutions and hidden-test folders)."""
+        if not (self.root / "source" / assignment).is_dir():
+            raise CourseError(f"there is no assignment {assignment!r} in {self.root / 'source'}")
+        result = self.run(["generate_assignment", assignment, "--force"])
+        if result.returncode != 0:
+            raise CourseError(f"nbgrader generate_assignment {assignment} failed:\n{result.stdout[-3000:]}")
+        release = self.root / "release" / assignment
+        stubs = sorted((self.root / "source" / assignment).glob("*.py"))
+        leaks = find_leaks(release, forbidden_sources, stubs)
+        if leaks:
+            raise CourseError("the release contains code it must not:\n" + "\n".join(leaks))
+        return release
+
+    # ---- grading --------------------------------------------------------------------
+
+    def students(self, assignment: str) -> list[str]:
+        submitted = self.root / "submitted"
+        if not submitted.is_dir():
+            return []
+        return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
+
+    def autograde(self, assignment: str, students: Sequence[str] | None = None, *, hidden_tests: Path | None = None,
+                  deadline: float = 1800.0) -> list[GradingOutcome]:
+        """Autograde each student in its own nbgrader process (see the module docstring)."""
+        chosen = list(students) if students else self.students(assignment)
+        if not chosen:
+            raise CourseError(f"no submissions of {assignment} in {self.root / 'submitted'}")
+        env = {}
+        if hidden_tests is not None:
+            if not hidden_tests.is_dir():
+                raise CourseError(f"the hidden tests folder {hidden_tests} does not exist")
+            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hidden_tests.resolve()), os.environ.get("PYTHONPATH")]))
+        outcomes = []
+        for student in chosen:
+            began = time.perf_counter()
+            result = self.run(["autograde", assignment, "--student", student, "--force"], env=env,
+                              deadline=deadline, quiet=True)
+            seconds = time.perf_counter() - began
+            done = (self.root / "autograded" / student / assignment).is_dir()
+            if result.returncode == 0 and done:
+                outcomes.append(GradingOutcome(student, True, seconds))
+            else:
+                reason = "deadline passed" if result.returncode == 124 else _last_error(result.stdout)
+                outcomes.append(GradingOutcome(student, False, seconds, reason))
+        return outcomes
+
+    def feedback(self, assignment: str, students: Sequence[str] | None = None) -> None:
+        args = ["generate_feedback", assignment, "--force"]
+        for student in students or []:
+            args += ["--student", student]
+        result = self.run(args)
+        if result.returncode != 0:
+            raise CourseError(f"nbgrader generate_feedback failed:\n{result.stdout[-3000:]}")
+
+    def export(self, to: Path) -> Path:
+        result = self.run(["export", f"--to={to.resolve()}"])
+        if result.returncode != 0:
+            raise CourseError(f"nbgrader export failed:\n{result.stdout[-3000:]}")
+        return to
+
+    def scores(self, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
+        """Per student, per graded cell: ``(score, max_score)`` from the gradebook."""
+        from nbgrader.api import Gradebook, MissingEntry
+
+        config = _course_id(self.root)
+        scores: dict[str, dict[str, tuple[float, float]]] = {}
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=config) as gradebook:
+            try:
+                submissions = gradebook.assignment_submissions(assignment)
+            except MissingEntry:
+                return scores
+            for submission in submissions:
+                cells = {}
+                for notebook in submission.notebooks:
+                    for grade in notebook.grades:
+                        cells[f"{notebook.name}:{grade.name}"] = (float(grade.score), float(grade.max_score))
+                scores[submission.student.id] = cells
+        return scores
+
+    # ---- the reference check ------------------------------------------------------------
+
+    def check_reference(self, assignment: str, reference: Path, module_name: str, *,
+                        hidden_tests: Path | None = None, deadline: float = 1800.0) -> tuple[float, float]:
+        """Autograde the source notebooks with the reference module; return (score, max)."""
+        if not reference.is_file():
+            raise CourseError(f"there is no reference solution {reference}")
+        folder = self.root / "submitted" / REFERENCE_STUDENT / assignment
+        if folder.exists():
+            shutil.rmtree(folder)
+        shutil.copytree(self.root / "source" / assignment, folder,
+                        ignore=shutil.ignore_patterns(".ipynb_checkpoints", "__pycache__"))
+        shutil.copy(reference, folder / module_name)
+        self.run(["db", "student", "add", REFERENCE_STUDENT, "--last-name=Reference", "--first-name=Labkit"], quiet=True)
+        try:
+            outcome = self.autograde(assignment, [REFERENCE_STUDENT], hidden_tests=hidden_tests, deadline=deadline)[0]
+            if not outcome.ok:
+                raise CourseError(f"autograding the reference solution failed: {outcome.reason}")
+            cells = self.scores(assignment).get(REFERENCE_STUDENT, {})
+            score = sum(s for s, _ in cells.values())
+            total = sum(m for _, m in cells.values())
+            lost = [f"{name}: {s:g}/{m:g}" for name, (s, m) in sorted(cells.items()) if s < m]
+            if lost:
+                raise CourseError("the reference solution lost points:\n  " + "\n  ".join(lost))
+            return score, total
+        finally:
+            self.run(["db", "student", "remove", REFERENCE_STUDENT, "--force"], quiet=True)
+            for generated in ("submitted", "autograded", "feedback"):
+                shutil.rmtree(self.root / generated / REFERENCE_STUDENT, ignore_errors=True)
+
+
+def _course_id(root: Path) -> str:
+    from traitlets.config.loader import PyFileConfigLoader
+
+    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+    return str(config.CourseDirectory.course_id or "default_course")
+
+
+def _last_error(output: str) -> str:
+    lines = [line.strip() for line in output.splitlines() if line.strip()]
+    errors = [line for line in lines if "Error" in line or "error" in line or "Failed" in line]
+    return (errors or lines or ["nbgrader gave no output"])[-1][:500]
+
+
+def defined_names(paths: Sequence[Path]) -> set[str]:
+    """Names of functions, methods and classes defined in the Python files under ``paths``."""
+    names: set[str] = set()
+    for path in paths:
+        files = [path] if path.is_file() else sorted(path.rglob("*.py"))
+        for file in files:
+            tree = ast.parse(file.read_text(encoding="utf-8"))
+            for node in ast.walk(tree):
+                if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                    names.add(node.name)
+    return names
+
+
+def find_leaks(release: Path, forbidden_sources: Sequence[Path], allowed_sources: Sequence[Path] = ()) -> list[str]:
+    """What the release must not contain: a definition of any function or class
+    defined in ``forbidden_sources`` (solutions, hidden tests) but not in
+    ``allowed_sources`` (the blank stub), the name of a hidden-test module, or a
+    leftover nbgrader solution / hidden-test marker."""
+    forbidden = defined_names(forbidden_sources) - defined_names(allowed_sources)
+    forbidden = {n for n in forbidden if not n.startswith("_") and len(n) > 2}
+    modules = {p.stem for source in forbidden_sources if source.is_dir() for p in source.rglob("*.py")
+               if p.stem != "__init__"}
+    leaks = []
+    for file in sorted(p for p in release.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb")):
+        text = file.read_text(encoding="utf-8", errors="replace")
+        where = file.relative_to(release)
+        for name in sorted(forbidden):
+            if f"def {name}(" in text or f"class {name}(" in text or f"class {name}:" in text:
+                leaks.append(f"{where} defines {name}, which only the solution or the hidden tests define")
+        for module in sorted(modules):
+            if module in text:
+                leaks.append(f"{where} names the hidden-test module {module}")
+        for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS"):
+            if marker in text:
+                leaks.append(f"{where} still contains '{marker}'")
+    return leaks
