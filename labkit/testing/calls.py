@@ -29,8 +29,35 @@ def check_test(
     result = run_one(spec, _load(solution, the_lab), seed, _label(solution))
     print_result(result, spec, sys.stdout)
     if not result.passed:
+        show_failure_picture(result)
         fail(f"{spec.header} failed:\n{result.failure}\n(seed {result.seed})")
     return result
+
+
+def show_failure_picture(result: TestResult) -> None:
+    """In a notebook, draw the timeline of the failing run or trace under the cell."""
+    if result.evidence is None:
+        return
+    try:
+        from IPython import get_ipython
+        from IPython.display import display
+    except ImportError:
+        return
+    if get_ipython() is None:
+        return
+    from labkit.viz.timeline import plot_timeline
+
+    evidence = result.evidence
+    # A long run is unreadable whole: show its last second of virtual time.
+    now = getattr(evidence, "now", None)
+    window = (max(0, now - 1000), now) if isinstance(now, int) and now > 1000 else None
+    title = f"What happened in test {result.number} (seed {result.seed})" + (" - its last second" if window else "")
+    try:
+        figure = plot_timeline(evidence, window=window, title=title)
+    except Exception as error:  # a picture must never hide the verdict
+        print(f"(no timeline could be drawn: {type(error).__name__}: {error})")
+        return
+    display(figure)
 
 
 def _label(solution: str | Path | ModuleType | None) -> str | None:

@@ -49,8 +49,13 @@ class TestResult:
     output_truncated: bool = False
     notes: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
+    evidence: Any = field(default=None, repr=False, compare=False)
+    """The failing search's Trace or the last Simulation, for pictures (not saved in JSON)."""
 
     __test__ = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: v for k, v in asdict(self).items() if k != "evidence"}
 
 
 @dataclass
@@ -98,7 +103,7 @@ class Report:
             "points_earned": self.points,
             "points_available": self.total_points,
             "load_error": self.load_error,
-            "results": [asdict(r) for r in self.results],
+            "results": [r.to_dict() for r in self.results],
         }
 
 
@@ -198,7 +203,10 @@ def run_one(
     artifacts: list[str] = []
     replay = None
     artifacts.extend(str(p) for p in context.traces)
+    evidence = None
     if failure is not None:
+        last_trace = context.searches[-1].trace if context.searches else None
+        evidence = last_trace if last_trace is not None else (context.simulations[-1] if context.simulations else None)
         label = f" --solution {solution_label}" if solution_label else ""
         replay = f"labkit test {spec.lab} -n {spec.qualified_number} --seed {seed}{label}"
         if save_dir is not None and context.simulations and not context.traces:
@@ -223,6 +231,7 @@ def run_one(
         output_truncated=buffer.dropped > 0,
         notes=list(context.notes),
         artifacts=artifacts,
+        evidence=evidence,
     )
 
 
