@@ -141,8 +141,8 @@ class PaxosServer(Node):
         self.waiting: tuple[AMOCommand, ...] = ()
         self.executed: dict[Address, int] = {}
         # follower
-        self.heard_from_leader = False
-        self.missed_checks = 0
+        self.heard_from_leader = False  # since the last heartbeat check
+        self.silent_checks = 0  # checks in a row that found no word from the leader
 
     def init(self) -> None:
         self.set_timer(HeartbeatCheckTimer(), HEARTBEAT_CHECK_MILLIS)
@@ -311,6 +311,10 @@ class PaxosServer(Node):
         return tuple(sorted(self.log.items()))
 
     def handle_P1a(self, message: P1a, sender: Address) -> None:
+        if message.ballot > self.ballot and self.leader_alive() and sender != self.ballot.leader:
+            # A live leader exists: a server that lost touch with it (say, across
+            # a partition) must not disrupt it. Not promising is always safe.
+            return
         self.adopt(message.ballot)
         if message.ballot == self.ballot:
             self.send(P1b(self.ballot, self.held_entries()), sender)
@@ -340,7 +344,6 @@ class PaxosServer(Node):
                     best[slot] = entry
         self.promises = None
         self.active = True
-        self.heard_from_leader = True
         self.set_timer(HeartbeatTimer(), HEARTBEAT_MILLIS)
         top = max(best, default=self.cleared_through)
         self.slot_in = max(self.slot_out, top + 1)
@@ -371,12 +374,15 @@ class PaxosServer(Node):
             return
         if self.heard_from_leader:
             self.heard_from_leader = False
-            self.missed_checks = 0
-            return
-        self.missed_checks += 1
-        if self.missed_checks >= 2:
-            self.missed_checks = 0
-            self.start_election()
+            self.silent_checks = 0
+        elif self.silent_checks < 2:
+            self.silent_checks += 1
+        if self.silent_checks >= 2:
+            self.start_election()  # or, while still collecting promises, ask again
+
+    def leader_alive(self) -> bool:
+        """This server leads, or heard from its leader during the last check period."""
+        return self.active or self.heard_from_leader or self.silent_checks == 0
 
     def handle_Heartbeat(self, message: Heartbeat, sender: Address) -> None:
         self.adopt(message.ballot)
