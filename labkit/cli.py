@@ -37,6 +37,7 @@ def _test_command(args: argparse.Namespace) -> int:
         include_hidden=args.hidden,
         exclude_categories=exclude,
         save_dir=args.save_traces,
+        timeline=args.timeline,
     )
     return 0 if report.all_passed else 1
 
@@ -107,6 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--no-run", action="store_true", help="skip run tests")
     test.add_argument("--no-search", action="store_true", help="skip search tests")
     test.add_argument("--save-traces", metavar="DIR", help="save the event log or trace of every failing test here")
+    test.add_argument("--timeline", metavar="FILE", help="save the message timeline of the first run test (PNG or SVG)")
     test.add_argument("--hidden", action="store_true", help=argparse.SUPPRESS)
     test.set_defaults(func=_test_command)
 

@@ -50,7 +50,7 @@ class TestResult:
     notes: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
     evidence: Any = field(default=None, repr=False, compare=False)
-    """The failing search's Trace or the last Simulation, for pictures (not saved in JSON)."""
+    """The last search's failure Trace, else the last Simulation, for pictures (not saved in JSON)."""
 
     __test__ = False
 
@@ -203,10 +203,9 @@ def run_one(
     artifacts: list[str] = []
     replay = None
     artifacts.extend(str(p) for p in context.traces)
-    evidence = None
+    last_trace = context.searches[-1].trace if context.searches else None
+    evidence = last_trace if last_trace is not None else (context.simulations[-1] if context.simulations else None)
     if failure is not None:
-        last_trace = context.searches[-1].trace if context.searches else None
-        evidence = last_trace if last_trace is not None else (context.simulations[-1] if context.simulations else None)
         label = f" --solution {solution_label}" if solution_label else ""
         replay = f"labkit test {spec.lab} -n {spec.qualified_number} --seed {seed}{label}"
         if save_dir is not None and context.simulations and not context.traces:
@@ -272,10 +271,13 @@ def run_tests(
     include_hidden: bool = False,
     exclude_categories: tuple[str, ...] = (),
     save_dir: str | Path | None = None,
+    timeline: str | Path | None = None,
 ) -> Report:
     """Run the selected tests of ``lab`` against ``solution`` and print DSLabs-style lines.
 
     Never raises for a failing or broken submission: failures are in the report.
+    With ``timeline``, the message timeline of the first selected test that ran a
+    simulation is saved there (PNG or SVG, by the file's suffix).
     """
     out = out or sys.stdout
     the_lab = get_lab(lab)
@@ -297,6 +299,10 @@ def run_tests(
     else:
         for spec in specs:
             result = run_one(spec, loaded, seed, label, Path(save_dir) if save_dir else None)
+            if timeline is not None and result.evidence is not None:
+                _save_timeline(result, Path(timeline), out)
+                timeline = None
+            result.evidence = None  # keep only what is needed: runs can be large
             results.append(result)
             print_result(result, spec, out)
     report = Report(the_lab.name, label, results, time.perf_counter() - start, load_error)
@@ -341,3 +347,15 @@ def _not_run(spec: TestSpec, seed: int | None, why: str) -> TestResult:
         seconds=0.0,
         failure=why,
     )
+
+
+def _save_timeline(result: TestResult, path: Path, out: TextIO) -> None:
+    from labkit.viz.timeline import plot_timeline
+
+    now = getattr(result.evidence, "now", None)
+    window = (0, min(400, now)) if isinstance(now, int) and now > 0 else None
+    shown = f" (first {window[1]} ms)" if window else ""
+    figure = plot_timeline(result.evidence, window=window, title=f"Test {result.number}: {result.name}{shown}")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    figure.savefig(path, dpi=110, bbox_inches="tight")
+    out.write(f"(timeline of test {result.number} saved to {path})\n")
