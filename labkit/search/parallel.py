@@ -240,20 +240,25 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
                 pipe.send(("level",))
             level_size = sum(_receive(pipe) for pipe in pipes)
     finally:
-        for pipe in pipes:
-            try:
-                pipe.send(("stop",))
-            except (BrokenPipeError, OSError):
-                pass
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        _stop(pipes, processes)
         bar.close()
     result.depth = depth
     result.states = len(visited)
     result.seconds = time.perf_counter() - clock
     return result
+
+
+def _stop(pipes: list[Any], processes: list[Any]) -> None:
+    """Tell every worker to stop and wait for it (kill it if it does not)."""
+    for pipe in pipes:
+        try:
+            pipe.send(("stop",))
+        except (BrokenPipeError, OSError):
+            pass
+    for process in processes:
+        process.join(timeout=5)
+        if process.is_alive():
+            process.kill()
 
 
 def _receive(pipe: Any) -> Any:
@@ -352,15 +357,7 @@ def parallel_random_search(start: SearchState, settings: SearchSettings, seed: i
     except TimeUp:
         pass
     finally:
-        for pipe in pipes:
-            try:
-                pipe.send(("stop",))
-            except (BrokenPipeError, OSError):
-                pass
-        for process in processes:
-            process.join(timeout=5)
-            if process.is_alive():
-                process.kill()
+        _stop(pipes, processes)
         bar.close()
     result.seconds = time.perf_counter() - clock
     return result

@@ -12,7 +12,7 @@ from __future__ import annotations
 import random
 from typing import Any, Callable
 
-from labkit.app import Append, AppendResult, Get, GetResult, KVStore, Put, PutOk
+from labkit.app import Append, AppendResult, Get, GetResult, KeyNotFound, KVStore, Put, PutOk, describe
 from labkit.check.predicates import (
     ALL_RESULTS_SAME,
     APPENDS_LINEARIZABLE,
@@ -46,9 +46,8 @@ from labkit.search.state import SearchState
 from labkit.sim.settings import RunSettings
 from labkit.sim.simulator import Simulation
 from labkit.testing.context import TestContext
-from labkit.values import state_size
-
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE, Lab
+from labkit.values import state_size
 
 LAB = Lab(
     "paxos",
@@ -102,18 +101,12 @@ def raw_result(t: TestContext, sim: Simulation, who: Address, command: Any, max_
     sim.send_command(who, command)
     sim.run_until(lambda s: s.has_result(who), max_millis)
     if not sim.has_result(who):
-        t.fail(f"{who} got no result for {_show(command)} within {max_millis} ms of virtual time")
+        t.fail(f"{who} got no result for {describe(command)} within {max_millis} ms of virtual time")
     return sim.result(who)
 
 
-def _show(command: Any) -> str:
-    from labkit.app import describe
-
-    return describe(command)
-
-
 def expect(t: TestContext, got: Any, wanted: Any, command: Any, who: Address) -> None:
-    t.require(got == wanted, f"{who} got {_show(got)} for {_show(command)}, expected {_show(wanted)}")
+    t.require(got == wanted, f"{who} got {describe(got)} for {describe(command)}, expected {describe(wanted)}")
 
 
 def run_until_done(t: TestContext, sim: Simulation, max_millis: int = 30_000) -> None:
@@ -129,8 +122,7 @@ def nodes_size(sim: Simulation) -> int:
     return total
 
 
-def repartition(t: TestContext, sim: Simulation, addresses: list[Address], clients: list[Address],
-                rng: random.Random) -> None:
+def repartition(sim: Simulation, addresses: list[Address], clients: list[Address], rng: random.Random) -> None:
     """Cut the network so that all clients and a random majority of servers are together."""
     majority = rng.sample(addresses, len(addresses) // 2 + 1)
     sim.settings.partition(sorted(majority) + clients)
@@ -163,14 +155,8 @@ def client_contract(t: TestContext) -> None:
     sim.run_until(lambda s: s.has_result(c), 5_000)
     t.require(sim.has_result(c), "no result for GET foo within 5 s of virtual time on a reliable network")
     first, second = sim.result(c), sim.result(c)
-    expect(t, first, _key_not_found(), Get("foo"), c)
+    expect(t, first, KeyNotFound(), Get("foo"), c)
     t.require(first == second, f"get_result() returned {first!r} then {second!r}: it must repeat the same result")
-
-
-def _key_not_found() -> Any:
-    from labkit.app import KeyNotFound
-
-    return KeyNotFound()
 
 
 def _basic(t: TestContext, settings: RunSettings | None) -> None:
@@ -538,7 +524,7 @@ def _constant_repartition(t: TestContext, settings: RunSettings | None) -> None:
     while sim.now < end:
         for _ in range(2):
             sim.settings.reconnect()
-            repartition(t, sim, addresses, clients, rng)
+            repartition(sim, addresses, clients, rng)
             sim.run_for(2_000)
         sim.settings.reconnect()
         sim.run_for(2_000)
@@ -565,9 +551,9 @@ def repartition_full_throughput(t: TestContext) -> None:
     clients = client_addresses(sim)
     end = sim.now + 50_000
     while sim.now < end:
-        repartition(t, sim, addresses, clients, rng)
+        repartition(sim, addresses, clients, rng)
         sim.run_for(5_000)
-        repartition(t, sim, addresses, clients, rng)
+        repartition(sim, addresses, clients, rng)
         sim.run_for(1_000)
         sim.settings.reconnect()
         sim.run_for(5_000)
