@@ -119,11 +119,13 @@ def build_parser() -> argparse.ArgumentParser:
 
     from labkit.check import lincheck_command
     from labkit.course import command as course_command
+    from labkit.testing import check_solution
     from labkit.viz import command as viz_command
 
     lincheck_command.register(sub)
     viz_command.register(sub)
     course_command.register(sub)
+    check_solution.register(sub)
     return parser
 
 

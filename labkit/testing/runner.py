@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import importlib
+import importlib.util
 import io
 import json
 import sys
@@ -107,8 +108,11 @@ class Report:
         }
 
 
-def get_lab(name: str | Lab) -> Lab:
-    """The lab called ``name``: ``labkit.labs.<name>.tests`` defines ``LAB``."""
+def get_lab(name: str | Lab, include_hidden: bool = False) -> Lab:
+    """The lab called ``name``: ``labkit.labs.<name>.tests`` defines ``LAB``.
+
+    With ``include_hidden``, a module ``<name>_hidden`` is imported too if it
+    is on the import path (only while grading): it adds the hidden tests."""
     if isinstance(name, Lab):
         return name
     try:
@@ -117,6 +121,8 @@ def get_lab(name: str | Lab) -> Lab:
         if error.name and error.name.startswith(f"labkit.labs.{name}"):
             raise LabError(f"there is no lab {name!r}; the labs are: {', '.join(available_labs())}") from None
         raise
+    if include_hidden and importlib.util.find_spec(f"{name}_hidden") is not None:
+        importlib.import_module(f"{name}_hidden")
     return module.LAB
 
 
@@ -205,7 +211,7 @@ def run_one(
     artifacts.extend(str(p) for p in context.traces)
     last_trace = context.searches[-1].trace if context.searches else None
     evidence = last_trace if last_trace is not None else (context.simulations[-1] if context.simulations else None)
-    if failure is not None:
+    if failure is not None and not spec.hidden:  # students cannot run hidden tests themselves
         label = f" --solution {solution_label}" if solution_label else ""
         replay = f"labkit test {spec.lab} -n {spec.qualified_number} --seed {seed}{label}"
         if save_dir is not None and context.simulations and not context.traces:
@@ -280,7 +286,7 @@ def run_tests(
     simulation is saved there (PNG or SVG, by the file's suffix).
     """
     out = out or sys.stdout
-    the_lab = get_lab(lab)
+    the_lab = get_lab(lab, include_hidden)
     specs = the_lab.select(parts, numbers, include_hidden, exclude_categories)
     if not specs:
         raise LabError(f"no test of lab {the_lab.name} matches that selection")

@@ -1,0 +1,486 @@
+"""Hidden tests of the Paxos lab, registered on the public lab when this module is imported.
+
+This file is never shipped to students: it is put on ``PYTHONPATH`` only while
+autograding (``PYTHONPATH=$PWD/../grader_tests nbgrader autograde ...``) and by
+``labkit check-solution --hidden grader_tests/paxos_hidden.py``.
+
+Numbering: hidden tests are ``PART.101`` and up within each part, so they never
+clash with the public numbers (DSLabs's 1-29). Run tests come first (101-119),
+search tests from 120. A part's hidden tests need only that part and the
+earlier ones: part 1 never checks message counts, wait times or memory.
+
+Every run test with clients also checks that the clients' history is
+linearizable. A notebook's hidden cell calls :func:`run_hidden`.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any
+
+from labkit.app import Append, AppendResult, Get, GetResult, Put, PutOk
+from labkit.check.predicates import APPENDS_LINEARIZABLE, CLIENTS_DONE, NONE_DECIDED, RESULTS_OK
+from labkit.client import Workload
+from labkit.labs.paxos import PaxosLogSlotStatus
+from labkit.labs.paxos.predicates import LOGS_CONSISTENT, LOGS_CONSISTENT_ALL_SLOTS
+from labkit.labs.paxos.tests import (
+    LAB,
+    MAX_MESSAGES_PER_COMMAND_PER_SERVER,
+    add_workers,
+    check_history,
+    client_addresses,
+    expect,
+    nodes_size,
+    raw_result,
+    run_system,
+    run_until_done,
+    search_system,
+    servers,
+)
+from labkit.labs.paxos.workloads import (
+    append_different_key_workload,
+    append_same_key_workload,
+    different_keys_infinite_workload,
+    put_get_workload,
+    simple_workload,
+)
+from labkit.node import Address, LabkitError, client, server
+from labkit.search.settings import SearchSettings
+from labkit.sim.settings import RunSettings
+from labkit.sim.simulator import Simulation
+from labkit.testing import check_test, fail
+from labkit.testing.context import TestContext
+from labkit.testing.declare import RUN, SEARCH, UNRELIABLE
+
+__all__ = ["run_hidden"]
+
+CHOSEN = PaxosLogSlotStatus.CHOSEN
+CLEARED = PaxosLogSlotStatus.CLEARED
+
+
+def run_hidden(number: str, solution: Any = None, seed: int | None = None) -> None:
+    """Run hidden test ``number`` (e.g. ``"2.101"``) from a notebook grade cell.
+
+    A failure is raised through ``labkit.testing.fail`` with only the
+    explanation, so the feedback never shows this module's source.
+    """
+    __tracebackhide__ = True
+    try:
+        check_test(LAB, number, solution=solution, seed=seed, include_hidden=True)
+    except (AssertionError, LabkitError) as error:
+        message = str(error)
+    else:
+        return
+    fail(message)
+
+
+# --------------------------------------------------------------------------
+# Helpers
+# --------------------------------------------------------------------------
+
+
+def harsh(rate: float = 1.0, latency: tuple[int, int] = (1, 5), duplication: float = 0.0) -> RunSettings:
+    return RunSettings(delivery_rate=rate, latency=latency, duplication_rate=duplication)
+
+
+def appends_run(t: TestContext, n: int, clients: int, per_client: int, settings: RunSettings | None) -> Simulation:
+    """``clients`` workers append to one key on ``n`` servers until done; checks the appends and logs."""
+    sim, addresses = run_system(t, n, settings)
+    add_workers(t, sim, addresses, 1, clients, append_same_key_workload(per_client))
+    run_until_done(t, sim, max_millis=60_000)
+    t.check(sim, APPENDS_LINEARIZABLE, LOGS_CONSISTENT_ALL_SLOTS)
+    check_history(t, sim)
+    return sim
+
+
+def simple_run(t: TestContext, n: int, settings: RunSettings | None) -> None:
+    """One worker runs the 14-command workload with expected results on ``n`` servers."""
+    sim, addresses = run_system(t, n, settings)
+    add_workers(t, sim, addresses, 1, 1, simple_workload())
+    run_until_done(t, sim)
+    t.check(sim, RESULTS_OK, LOGS_CONSISTENT_ALL_SLOTS)
+    check_history(t, sim)
+
+
+def random_groups(rng: random.Random, addresses: list[Address], clients: list[Address]) -> list[list[Address]]:
+    """A random cut: all servers together, a majority with the clients, or two groups."""
+    shape = rng.random()
+    if shape < 0.25:
+        return [addresses + clients]
+    shuffled = rng.sample(addresses, len(addresses))
+    if shape < 0.7:
+        size = len(addresses) // 2 + 1
+        return [shuffled[:size] + clients, shuffled[size:]]
+    cut = rng.randint(1, len(addresses) - 1)
+    side = rng.random() < 0.5
+    return [shuffled[:cut] + (clients if side else []), shuffled[cut:] + ([] if side else clients)]
+
+
+def majority_with_clients(sim: Simulation, addresses: list[Address], clients: list[Address],
+                          rng: random.Random) -> None:
+    """Cut the network so that all clients and a random majority of servers are together."""
+    majority = rng.sample(addresses, len(addresses) // 2 + 1)
+    sim.settings.partition(sorted(majority) + clients)
+
+
+def chaos_then_heal(t: TestContext, n: int, settings: RunSettings, workers: int, commands: int,
+                    chaos_millis: int) -> None:
+    """Workers with expected results run through a random partition schedule, then the network heals
+    and every command must complete."""
+    sim, addresses = run_system(t, n, settings)
+    add_workers(t, sim, addresses, 1, workers, append_different_key_workload(commands))
+    clients = client_addresses(sim)
+    rng = random.Random(t.seed)
+    end = sim.now + chaos_millis
+    while sim.now < end:
+        sim.settings.partition(*random_groups(rng, addresses, clients))
+        sim.run_for(rng.randint(100, 1_500))
+    sim.settings.reconnect()
+    run_until_done(t, sim, max_millis=30_000)
+    t.check(sim, RESULTS_OK, LOGS_CONSISTENT)
+    check_history(t, sim)
+
+
+def raw_clients(t: TestContext, sim: Simulation, addresses: list[Address], count: int) -> list[Address]:
+    found = [client(i) for i in range(1, count + 1)]
+    for c in found:
+        sim.add_client(t.solution.PaxosClient(c, list(addresses)))
+    return found
+
+
+def every_slot_decided_everywhere(t: TestContext, sim: Simulation, slots: int) -> None:
+    """Each server knows slots 1..``slots`` as CHOSEN or CLEARED (a lagging server caught up)."""
+    for s in sim.servers:
+        for slot in range(1, slots + 1):
+            status = s.status(slot)
+            t.require(status in (CHOSEN, CLEARED),
+                      f"{s.address} still has slot {slot} {status.name} after every server could talk to the "
+                      "leader for 4 s: a server that fell behind must learn the decisions it missed")
+
+
+# --------------------------------------------------------------------------
+# Part 1: Multi-Paxos (run tests)
+# --------------------------------------------------------------------------
+
+
+@LAB.test(101, "Five servers, simple operations", 5, part=1, hidden=True)
+def five_server_simple(t: TestContext) -> None:
+    simple_run(t, 5, None)
+
+
+@LAB.test(102, "Seven servers, concurrent appends", 5, part=1, hidden=True)
+def seven_server_appends(t: TestContext) -> None:
+    appends_run(t, 7, 10, 5, None)
+
+
+@LAB.test(103, "Duplicated and reordered messages, concurrent appends", 10, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def duplicating_network_appends(t: TestContext) -> None:
+    appends_run(t, 3, 10, 5, harsh(latency=(1, 40), duplication=0.3))
+
+
+@LAB.test(104, "Duplicated and reordered messages, expected results", 10, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def duplicating_network_results(t: TestContext) -> None:
+    sim, addresses = run_system(t, 3, harsh(rate=0.9, latency=(1, 80), duplication=0.4))
+    add_workers(t, sim, addresses, 1, 4, append_different_key_workload(15))
+    run_until_done(t, sim, max_millis=60_000)
+    t.check(sim, RESULTS_OK, LOGS_CONSISTENT_ALL_SLOTS)
+    check_history(t, sim)
+
+
+@LAB.test(105, "Delivery rate 0.6, five servers, simple operations", 10, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def lossy_five_server_simple(t: TestContext) -> None:
+    simple_run(t, 5, harsh(rate=0.6))
+
+
+@LAB.test(106, "Delivery rate 0.6, concurrent appends", 10, part=1, categories=(RUN, UNRELIABLE), hidden=True)
+def lossy_appends(t: TestContext) -> None:
+    appends_run(t, 5, 8, 5, harsh(rate=0.6, latency=(1, 10)))
+
+
+@LAB.test(107, "Concurrent appends, unreliable, three more seeds", 10, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def appends_more_seeds(t: TestContext) -> None:
+    for _ in range(3):  # each simulation of a test gets the next seed
+        appends_run(t, 3, 25, 5, harsh(rate=0.8))
+
+
+@LAB.test(108, "Long partition of a minority, then the majority changes", 10, part=1, hidden=True)
+def long_partition(t: TestContext) -> None:
+    sim, addresses = run_system(t, 5)
+    add_workers(t, sim, addresses, 1, 3, append_different_key_workload(20))
+    clients = client_addresses(sim)
+    s1, s2, s3, s4, s5 = addresses
+    sim.settings.partition([s1, s2, s3] + clients, [s4, s5])
+    sim.run_for(10_000)
+    sim.settings.partition([s3, s4, s5] + clients, [s1, s2])
+    run_until_done(t, sim, max_millis=30_000)
+    t.check(sim, RESULTS_OK, LOGS_CONSISTENT)
+    sim.settings.reconnect()
+    add_workers(t, sim, addresses, 4, 2, put_get_workload())
+    run_until_done(t, sim)
+    t.check(sim, RESULTS_OK, LOGS_CONSISTENT)
+    check_history(t, sim)
+
+
+@LAB.test(109, "Leader cut off in the middle of a command", 10, part=1, hidden=True)
+def leader_cut_off_mid_command(t: TestContext) -> None:
+    sim, addresses = run_system(t, 5)
+    c1, c2 = raw_clients(t, sim, addresses, 2)
+    expect(t, raw_result(t, sim, c1, Put("foo", "bar")), PutOk(), Put("foo", "bar"), c1)
+    sim.send_command(c1, Append("foo", "baz"))
+    sim.run_for(2)  # the request is on its way; some servers may have accepted it
+    s1, s2, s3, s4, s5 = addresses
+    sim.settings.partition([s1], [s2, s3, s4, s5, c1, c2])
+    sim.run_until(lambda s: s.has_result(c1), 10_000)
+    t.require(sim.has_result(c1), f"{c1} got no result within 10 s after the first leader was cut off")
+    expect(t, sim.result(c1), AppendResult("barbaz"), Append("foo", "baz"), c1)
+    sim.settings.partition([s1, s2, s3, c2], [s4, s5])
+    expect(t, raw_result(t, sim, c2, Get("foo")), GetResult("barbaz"), Get("foo"), c2)
+    t.check(sim, LOGS_CONSISTENT)
+    check_history(t, sim)
+
+
+@LAB.test(110, "Random partitions, then heal: every command completes", 15, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def random_partitions_five(t: TestContext) -> None:
+    chaos_then_heal(t, 5, harsh(rate=0.8, latency=(1, 10)), workers=4, commands=30, chaos_millis=15_000)
+
+
+@LAB.test(111, "Seven servers, random partitions, duplication", 15, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def random_partitions_seven(t: TestContext) -> None:
+    chaos_then_heal(t, 7, harsh(rate=0.9, latency=(1, 20), duplication=0.2), workers=3, commands=20,
+                    chaos_millis=10_000)
+
+
+@LAB.test(112, "Three servers, random partitions, three more seeds", 15, part=1, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def random_partitions_three(t: TestContext) -> None:
+    for _ in range(3):
+        chaos_then_heal(t, 3, harsh(rate=0.8, latency=(1, 30), duplication=0.1), workers=3, commands=15,
+                        chaos_millis=8_000)
+
+
+@LAB.test(113, "Forty clients, unreliable network", 10, part=1, categories=(RUN, UNRELIABLE), hidden=True)
+def forty_clients(t: TestContext) -> None:
+    appends_run(t, 3, 40, 3, harsh(rate=0.8, latency=(1, 10)))
+
+
+# --------------------------------------------------------------------------
+# Part 1: search tests
+# --------------------------------------------------------------------------
+
+
+@LAB.test(120, "Minority holding the first leader makes no progress", 10, part=1, categories=(SEARCH,), hidden=True)
+def minority_with_first_leader_search(t: TestContext) -> None:
+    start = search_system(t, 3, [put_get_workload()])
+    settings = SearchSettings(invariants=[NONE_DECIDED], max_states=60_000)
+    settings.partition([server(1), client(1)])
+    t.bfs(start, settings)
+    settings.deliver_timers(False)
+    t.bfs(start, settings)
+
+
+@LAB.test(121, "Seven servers, no progress in a minority of three", 10, part=1, categories=(SEARCH,), hidden=True)
+def seven_server_minority_search(t: TestContext) -> None:
+    start = search_system(t, 7, [put_get_workload()])
+    settings = SearchSettings(invariants=[NONE_DECIDED], max_states=30_000)
+    settings.partition([server(1), server(2), server(3), client(1)])
+    t.bfs(start, settings)
+
+
+@LAB.test(122, "Two clients, appends through other majorities", 15, part=1, categories=(SEARCH,), hidden=True)
+def two_clients_other_majorities_search(t: TestContext) -> None:
+    workloads = [Workload.of([Append("foo", "X")], [AppendResult("X")]),
+                 Workload.of([Append("foo", "Y")], [AppendResult("XY")])]
+    start = search_system(t, 3, workloads)
+    settings = SearchSettings(invariants=[RESULTS_OK, LOGS_CONSISTENT_ALL_SLOTS], goals=[~NONE_DECIDED],
+                              max_states=100_000)
+    settings.partition([server(2), server(3), client(1)])
+    first = t.goal_state(start, settings, "client1's append returned without the first leader")
+    settings.partition([server(1), server(2), client(2)]).clear_goals().add_goal(CLIENTS_DONE)
+    t.goal_state(first, settings, "client2's append returned in the other majority")
+    settings.clear_goals().add_prune(CLIENTS_DONE)
+    settings.max_states = 60_000
+    t.bfs(first, settings)
+
+
+@LAB.test(123, "Three servers, three clients, random search", 15, part=1, categories=(SEARCH,), hidden=True)
+def three_clients_random_search(t: TestContext) -> None:
+    workloads = [Workload.of([Append("foo", v)]) for v in "xyz"]
+    start = search_system(t, 3, workloads)
+    settings = SearchSettings(invariants=[APPENDS_LINEARIZABLE, LOGS_CONSISTENT], prunes=[CLIENTS_DONE],
+                              max_depth=600, max_steps=300_000)
+    t.random_search(start, settings)
+
+
+@LAB.test(124, "Five servers, two appends each, random search", 15, part=1, categories=(SEARCH,), hidden=True)
+def five_server_two_appends_random_search(t: TestContext) -> None:
+    workloads = [Workload.of([Append("foo", "x"), Append("foo", "z")]),
+                 Workload.of([Append("foo", "y"), Append("foo", "w")])]
+    start = search_system(t, 5, workloads)
+    settings = SearchSettings(invariants=[APPENDS_LINEARIZABLE, LOGS_CONSISTENT], prunes=[CLIENTS_DONE],
+                              max_depth=600, max_steps=200_000)
+    t.random_search(start, settings)
+
+
+# --------------------------------------------------------------------------
+# Part 2: stable leaders
+# --------------------------------------------------------------------------
+
+
+def message_budget(t: TestContext, n: int, commands: int) -> None:
+    sim, addresses = run_system(t, n)
+    add_workers(t, sim, addresses, 1, 1, append_same_key_workload(commands))
+    run_until_done(t, sim, max_millis=120_000)
+    per_command = sim.messages_to_servers() / commands
+    allowed = MAX_MESSAGES_PER_COMMAND_PER_SERVER * n
+    t.note(f"{per_command:.1f} messages to servers per command ({allowed} allowed)")
+    t.require(per_command <= allowed, f"Too many messages sent, {allowed} per command allowed, got {per_command:.1f}")
+    check_history(t, sim)
+
+
+@LAB.test(101, "Message count, three servers", 5, part=2, hidden=True)
+def message_count_three(t: TestContext) -> None:
+    message_budget(t, 3, 300)
+
+
+@LAB.test(102, "Message count, seven servers", 5, part=2, hidden=True)
+def message_count_seven(t: TestContext) -> None:
+    message_budget(t, 7, 200)
+
+
+def wait_bounded(t: TestContext, sim: Simulation, limit: int) -> None:
+    t.check(sim, RESULTS_OK, LOGS_CONSISTENT)
+    t.check_max_wait(sim, limit)
+    check_history(t, sim)
+
+
+@LAB.test(103, "First leader cut off: a new leader takes over quickly", 10, part=2, hidden=True)
+def new_leader_quickly(t: TestContext) -> None:
+    sim, addresses = run_system(t, 5)
+    add_workers(t, sim, addresses, 1, 3, different_keys_infinite_workload(10))
+    sim.run_for(3_000)
+    sim.settings.partition([server(1)], addresses[1:] + client_addresses(sim))
+    sim.run_for(5_000)
+    sim.settings.reconnect()
+    sim.run_for(3_000)
+    wait_bounded(t, sim, 2_000)
+
+
+@LAB.test(104, "Constant repartitioning, three servers, duplication", 15, part=2, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def constant_repartition_three(t: TestContext) -> None:
+    sim, addresses = run_system(t, 3, harsh(rate=0.9, latency=(1, 10), duplication=0.2))
+    add_workers(t, sim, addresses, 1, 3, different_keys_infinite_workload(10))
+    rng = random.Random(t.seed)
+    clients = client_addresses(sim)
+    for _ in range(5):
+        majority_with_clients(sim, addresses, clients, rng)
+        sim.run_for(2_000)
+        sim.settings.reconnect()
+        sim.run_for(2_000)
+    wait_bounded(t, sim, 2_000)
+
+
+@LAB.test(105, "Constant repartitioning, seven servers, unreliable", 15, part=2, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def constant_repartition_seven(t: TestContext) -> None:
+    sim, addresses = run_system(t, 7, harsh(rate=0.8))
+    add_workers(t, sim, addresses, 1, 3, different_keys_infinite_workload(10))
+    rng = random.Random(t.seed)
+    clients = client_addresses(sim)
+    for _ in range(4):
+        majority_with_clients(sim, addresses, clients, rng)
+        sim.run_for(2_000)
+        sim.settings.reconnect()
+        sim.run_for(2_000)
+    wait_bounded(t, sim, 2_000)
+
+
+# --------------------------------------------------------------------------
+# Part 3: garbage collection
+# --------------------------------------------------------------------------
+
+GC_LIMIT = 2 * 1024 * 1024
+
+
+def big_puts_with_server_cut_off(t: TestContext, n: int, cut_off: list[Address],
+                                 settings: RunSettings | None = None) -> tuple[Simulation, list[Address], Address]:
+    """``n`` servers; while ``cut_off`` cannot talk, 20 PUTs of 200,000 characters; then reconnect and
+    20 small PUTs, and let everyone talk for 4 s."""
+    sim, addresses = run_system(t, n, settings)
+    (c1,) = raw_clients(t, sim, addresses, 1)
+    sim.settings.partition([a for a in addresses if a not in cut_off] + [c1], cut_off)
+    rng = random.Random(t.seed)
+    for _ in range(2):
+        for key in range(10):
+            value = rng.randbytes(100_000).hex()
+            expect(t, raw_result(t, sim, c1, Put(str(key), value)), PutOk(), Put(str(key), "<200,000 characters>"), c1)
+    after_puts = nodes_size(sim)
+    t.require(after_puts > 4_000_000, f"the nodes hold only {after_puts:,} bytes after storing 4 MB of values")
+    sim.settings.reconnect()
+    for _ in range(2):
+        for key in range(10):
+            expect(t, raw_result(t, sim, c1, Put(str(key), "foo")), PutOk(), Put(str(key), "foo"), c1)
+    sim.run_for(4_000)
+    end = nodes_size(sim)
+    t.note(f"node state: {after_puts:,} bytes after the large puts, {end:,} at the end")
+    t.require(end < GC_LIMIT, f"the nodes still use {end:,} bytes after all servers executed everything "
+                              f"({GC_LIMIT:,} allowed): slots executed by every server must be garbage-collected")
+    return sim, addresses, c1
+
+
+@LAB.test(101, "Garbage collected with the first leader and another server cut off", 5, part=3, hidden=True)
+def gc_five_servers(t: TestContext) -> None:
+    sim, _, _ = big_puts_with_server_cut_off(t, 5, [server(1), server(2)])
+    check_history(t, sim)
+
+
+@LAB.test(102, "Lagging server catches up after garbage collection", 10, part=3, hidden=True)
+def lagging_server_catches_up(t: TestContext) -> None:
+    sim, addresses, c1 = big_puts_with_server_cut_off(t, 3, [server(3)])
+    every_slot_decided_everywhere(t, sim, 40)
+    s1, s2, s3 = addresses
+    for group in ([s2, s3, c1], [s1, s3, c1]):  # the server that lagged is needed for a majority
+        sim.settings.partition(group)
+        for key in range(10):
+            expect(t, raw_result(t, sim, c1, Get(str(key))), GetResult("foo"), Get(str(key)), c1)
+    t.check(sim, LOGS_CONSISTENT)
+    check_history(t, sim)
+
+
+@LAB.test(103, "Garbage collected on an unreliable network", 10, part=3, categories=(RUN, UNRELIABLE), hidden=True)
+def gc_unreliable(t: TestContext) -> None:
+    sim, _, _ = big_puts_with_server_cut_off(t, 3, [server(2)], harsh(rate=0.8))
+    check_history(t, sim)
+
+
+# --------------------------------------------------------------------------
+# Part 4: batching and throughput
+# --------------------------------------------------------------------------
+
+BATCHING_FIVE_SERVERS = 13.0  # 5 servers, 40 clients: the reference sends 19.5 unbatched, 10.5 batched
+
+
+@LAB.test(101, "Many clients batched, five servers", 5, part=4, hidden=True)
+def batching_five(t: TestContext) -> None:
+    sim, addresses = run_system(t, 5)
+    add_workers(t, sim, addresses, 1, 40, append_same_key_workload(8))
+    run_until_done(t, sim, max_millis=60_000)
+    t.check(sim, APPENDS_LINEARIZABLE, LOGS_CONSISTENT_ALL_SLOTS)
+    per_command = sim.messages_to_servers() / 320
+    t.note(f"{per_command:.2f} messages to servers per command ({BATCHING_FIVE_SERVERS:g} allowed)")
+    t.require(per_command <= BATCHING_FIVE_SERVERS,
+              f"{per_command:.2f} messages to servers per command with 40 busy clients on 5 servers; at most "
+              f"{BATCHING_FIVE_SERVERS:g} allowed: batch waiting requests into one slot")
+    check_history(t, sim)
+
+
+@LAB.test(102, "Batches stay correct under loss and duplication", 5, part=4, categories=(RUN, UNRELIABLE),
+          hidden=True)
+def batching_unreliable(t: TestContext) -> None:
+    appends_run(t, 3, 40, 5, harsh(rate=0.8, latency=(1, 20), duplication=0.2))
