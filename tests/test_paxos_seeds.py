@@ -1,4 +1,4 @@
-"""The reference Paxos solution passes every public run test on 20 seeds in a row (slow tier)."""
+"""The reference Paxos solution passes every public run test on 20 seeds in a row (sweep tier)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ REFERENCE = Path(__file__).resolve().parents[1] / "solutions" / "paxos" / "paxos
 RUN_TESTS = [t for t in LAB.tests if SEARCH not in t.categories]
 
 
-@pytest.mark.slow
+@pytest.mark.sweep
 @pytest.mark.parametrize("seed", range(1, 21))
 def test_reference_passes_run_tests_on_seed(seed):
     solution = load_solution(REFERENCE)

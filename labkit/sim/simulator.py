@@ -441,9 +441,6 @@ class Simulation:
                 counts["sent_by_type"][type(e.item).__name__] += 1
         return counts
 
-    def pending_events(self) -> int:
-        return len(self._queue)
-
     def describe(self) -> str:
         counts = self.message_counts()
         return (
