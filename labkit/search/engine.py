@@ -242,12 +242,14 @@ class _Prober:
         Raises :class:`TimeUp` if the wall-clock ``deadline`` passes first."""
         rng = random.Random(f"{self.seed}:{number}")
         classify = self.checker.classify
+        can, timers_on = self.can, self.timers_on
         state = self.start
         walked: list[tuple[SearchState, tuple]] = []
+        deliveries = state.message_events(can)  # kept up to date as the walk adds envelopes
         while True:
             if time.perf_counter() > deadline:
                 raise TimeUp()
-            events = state.events(self.can, self.timers_on)
+            events = deliveries + state.timer_events(timers_on) if state.failure is None else []
             chosen = None
             while events:
                 k = rng.randrange(len(events))
@@ -262,6 +264,8 @@ class _Prober:
             if chosen is None:
                 return len(walked), state.depth - self.start.depth, None
             walked.append((state, event))
+            if chosen.envs is not state.envs:
+                deliveries = deliveries + chosen.message_events(can, len(state.envs))
             state = chosen
             if kind == _TERMINAL:
                 path = [s.event_value(e) for s, e in walked]

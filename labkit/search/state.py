@@ -337,7 +337,17 @@ class SearchState:
         fires the timer at ``pos`` in node i's queue."""
         if self.failure is not None:
             return []
-        out: list[tuple] = [(0, k) for k, env in enumerate(self.envs) if can[env[0]][env[1]]]
+        return self.message_events(can) + self.timer_events(timers_on)
+
+    def message_events(self, can: tuple[tuple[bool, ...], ...], first: int = 0) -> list[tuple]:
+        """The enabled deliveries of envelopes ``first`` and later. A successor's
+        envelopes extend its parent's, so a walk can add only the new ones."""
+        envs = self.envs
+        return [(0, k) for k in range(first, len(envs)) if can[envs[k][0]][envs[k][1]]]
+
+    def timer_events(self, timers_on: tuple[bool, ...]) -> list[tuple]:
+        """The timers that may fire here (the queue rule; equal timers once)."""
+        out: list[tuple] = []
         for i, queue in enumerate(self.queues):
             if not queue or not timers_on[i]:
                 continue
