@@ -38,6 +38,8 @@ def _test_command(args: argparse.Namespace) -> int:
         exclude_categories=exclude,
         save_dir=args.save_traces,
         timeline=args.timeline,
+        checks=args.checks,
+        progress=args.progress,
     )
     return 0 if report.all_passed else 1
 
@@ -108,6 +110,9 @@ def build_parser() -> argparse.ArgumentParser:
     test.add_argument("--no-run", action="store_true", help="skip run tests")
     test.add_argument("--no-search", action="store_true", help="skip search tests")
     test.add_argument("--save-traces", metavar="DIR", help="save the event log or trace of every failing test here")
+    test.add_argument("--checks", action="store_true",
+                      help="re-run every search step to catch non-deterministic handlers (slower)")
+    test.add_argument("--progress", action="store_true", help="show search progress on the terminal")
     test.add_argument("--timeline", metavar="FILE", help="save the message timeline of the first run test (PNG or SVG)")
     test.add_argument("--hidden", action="store_true", help=argparse.SUPPRESS)
     test.set_defaults(func=_test_command)

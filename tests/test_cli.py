@@ -98,3 +98,14 @@ def test_usage_errors_exit_2_with_a_message() -> None:
     assert bad_part.returncode == 2 and "parts are numbers" in bad_part.stderr
     nothing = labkit()
     assert nothing.returncode == 2 and "usage: labkit" in nothing.stderr
+
+
+def test_checks_flag_catches_a_handler_that_is_not_deterministic(make_variant: Callable[..., Path]) -> None:
+    # The server answers from a global counter: same state, same message, different reply.
+    server_line = "        self.send(PongReply(self.app.execute(message.ping)), sender)"
+    variant = make_variant((server_line, "        global CALLS\n        CALLS = globals().get('CALLS', 0) + 1\n"
+                                         "        self.send(PongReply(Pong(str(CALLS % 2))), sender)"))
+    done = labkit("test", "ping", "-n", "1.6", "--checks", "--solution", str(variant))
+    assert done.returncode == 1
+    assert "not deterministic" in done.stdout
+    assert "PingServer.handle_PingRequest" in done.stdout

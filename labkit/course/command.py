@@ -12,16 +12,20 @@ __all__ = ["register"]
 
 def _release(args: argparse.Namespace) -> int:
     course = Course(args.course)
-    forbidden = [Path(p) for p in args.forbid]
-    release = course.release(args.assignment, forbidden)
-    print(f"Released {args.assignment} to {release} (checked for leaks from: {', '.join(args.forbid) or 'nothing'})")
+    forbidden = [course.locate(p) for p in args.forbid]
+    reference = course.locate(args.reference) if args.reference else None
+    release = course.release(args.assignment, forbidden, reference)
+    drawn = f"pictures drawn from {reference}; " if reference else ""
+    print(f"Released {args.assignment} to {release} ({drawn}checked for leaks from: "
+          f"{', '.join(str(p) for p in forbidden) or 'nothing'})")
     return 0
 
 
 def _autograde(args: argparse.Namespace) -> int:
     course = Course(args.course)
-    hidden = Path(args.hidden_tests) if args.hidden_tests else None
-    outcomes = course.autograde(args.assignment, args.student, hidden_tests=hidden, deadline=args.deadline)
+    hidden = course.locate(args.hidden_tests) if args.hidden_tests else None
+    outcomes = course.autograde(args.assignment, args.student, hidden_tests=hidden, deadline=args.deadline,
+                                cell_timeout=args.cell_timeout)
     for outcome in outcomes:
         verdict = "graded" if outcome.ok else f"FAILED: {outcome.reason}"
         print(f"{outcome.student:<24} {verdict} ({outcome.seconds:.0f} s)")
@@ -52,8 +56,8 @@ def _scores(args: argparse.Namespace) -> int:
 
 def _check_reference(args: argparse.Namespace) -> int:
     course = Course(args.course)
-    hidden = Path(args.hidden_tests) if args.hidden_tests else None
-    score, total = course.check_reference(args.assignment, Path(args.reference), args.module, hidden_tests=hidden,
+    hidden = course.locate(args.hidden_tests) if args.hidden_tests else None
+    score, total = course.check_reference(args.assignment, course.locate(args.reference), args.module, hidden_tests=hidden,
                                           deadline=args.deadline)
     print(f"The reference solution scores {score:g}/{total:g}: full marks")
     return 0
@@ -75,6 +79,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     release = step("release", "generate the student release and check it leaks no solution code", _release)
     release.add_argument("--forbid", nargs="*", default=["solutions", "grader_tests"],
                          help="folders whose code must not appear in the release")
+    release.add_argument("--reference", help="reference solution to draw the assignment's pictures from first "
+                                             "(e.g. solutions/paxos/paxos_server.py)")
     for name, help_text, func in (("autograde", "autograde submissions, one student per process", _autograde),
                                   ("check-reference", "autograde the reference solution; fail unless full marks",
                                    _check_reference)):
@@ -83,6 +89,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         parser.add_argument("--deadline", type=float, default=1800.0, help="seconds allowed per student")
         if name == "autograde":
             parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
+            parser.add_argument("--cell-timeout", type=float, help="seconds per test cell (default: the course's "
+                                                                  "Execute.timeout)")
         else:
             parser.add_argument("--reference", default="solutions/paxos/paxos_server.py")
             parser.add_argument("--module", default="paxos_server.py", help="the file name students submit")

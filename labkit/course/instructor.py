@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import os
+import re
 import shutil
 import signal
 import subprocess
@@ -77,8 +78,12 @@ class Course:
             quiet: bool = False) -> subprocess.CompletedProcess[str]:
         """Run ``nbgrader ARGS`` in the course folder. Past ``deadline`` seconds it
         gets SIGINT (nbgrader cancels and cleans up), then SIGKILL 30 s later."""
+        environment = {**os.environ, **(env or {})}
+        # nbgrader runs the `alembic` script of its own environment by name: put that
+        # environment's bin folder first, even when labkit was started without activating it.
+        environment["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), environment.get("PATH")]))
         process = subprocess.Popen(
-            _nbgrader() + list(args), cwd=self.root, env={**os.environ, **(env or {})},
+            _nbgrader() + list(args), cwd=self.root, env=environment,
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
         try:
@@ -98,20 +103,59 @@ class Course:
 
     # ---- release ------------------------------------------------------------------
 
-    def release(self, assignment: str, forbidden_sources: Sequence[Path] = ()) -> Path:
+    def locate(self, path: str | Path) -> Path:
+        """``path`` as given if it exists from here, else relative to the folder above the
+        course (where ``solutions/`` and ``grader_tests/`` live), so commands work from
+        the repository root and from inside the course folder alike."""
+        given = Path(path)
+        if given.exists() or given.is_absolute():
+            return given
+        beside = self.root.parent / given
+        return beside if beside.exists() else given
+
+    def render_pictures(self, assignment: str, reference: Path) -> list[Path]:
+        """Draw the assignment's pictures from ``reference`` into ``source/<assignment>/pictures``,
+        with the lab's ``labkit.labs.<assignment>.pictures.render``."""
+        import importlib
+
+        try:
+            pictures = importlib.import_module(f"labkit.labs.{assignment}.pictures")
+        except ModuleNotFoundError:
+            raise CourseError(f"the lab {assignment!r} draws no pictures (there is no "
+                              f"labkit.labs.{assignment}.pictures); leave out --reference") from None
+        if not reference.is_file():
+            raise CourseError(f"there is no reference solution {reference}")
+        return list(pictures.render(reference, self.root / "source" / assignment / "pictures"))
+
+    def release(self, assignment: str, forbidden_sources: Sequence[Path] = (), reference: Path | None = None) -> Path:
         """Generate the student release and check it leaks nothing from ``forbidden_sources``
-        (the solutions and hidden-test folders)."""
+        (the solutions and hidden-test folders). With ``reference``, first draw the
+        assignment's pictures from that reference solution."""
         if not (self.root / "source" / assignment).is_dir():
             raise CourseError(f"there is no assignment {assignment!r} in {self.root / 'source'}")
-        result = self.run(["generate_assignment", assignment, "--force"])
+        missing = [str(p) for p in forbidden_sources if not p.exists()]
+        if missing:
+            raise CourseError(f"cannot check the release for leaks: {', '.join(missing)} not found "
+                              "(give the solutions and hidden-test folders with --forbid)")
+        if reference is not None:
+            self.render_pictures(assignment, reference)
+        result = self.run(["generate_assignment", assignment, "--force"], quiet=True)
         if result.returncode != 0:
             raise CourseError(f"nbgrader generate_assignment {assignment} failed:\n{result.stdout[-3000:]}")
         release = self.root / "release" / assignment
-        stubs = sorted((self.root / "source" / assignment).glob("*.py"))
-        leaks = find_leaks(release, forbidden_sources, stubs)
+        leaks = find_leaks(release, forbidden_sources, self.student_modules(assignment))
         if leaks:
             raise CourseError("the release contains code it must not:\n" + "\n".join(leaks))
         return release
+
+    def student_modules(self, assignment: str) -> list[Path]:
+        """The stubs students fill in: the assignment's files that autograding keeps
+        (``Autograde.exclude_overwriting``). Their definitions may appear in the release;
+        any other file is an instructor helper and is checked like the notebooks."""
+        kept = _config(self.root).Autograde.exclude_overwriting
+        names = kept.get(assignment, []) if isinstance(kept, dict) else []
+        return [self.root / "source" / assignment / name for name in names
+                if (self.root / "source" / assignment / name).is_file()]
 
     # ---- grading --------------------------------------------------------------------
 
@@ -122,8 +166,10 @@ class Course:
         return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
 
     def autograde(self, assignment: str, students: Sequence[str] | None = None, *, hidden_tests: Path | None = None,
-                  deadline: float = 1800.0) -> list[GradingOutcome]:
-        """Autograde each student in its own nbgrader process (see the module docstring)."""
+                  deadline: float = 1800.0, cell_timeout: float | None = None) -> list[GradingOutcome]:
+        """Autograde each student in its own nbgrader process (see the module docstring).
+
+        ``cell_timeout`` overrides the course's per-cell limit (``Execute.timeout``)."""
         chosen = list(students) if students else self.students(assignment)
         if not chosen:
             raise CourseError(f"no submissions of {assignment} in {self.root / 'submitted'}")
@@ -135,8 +181,10 @@ class Course:
         outcomes = []
         for student in chosen:
             began = time.perf_counter()
-            result = self.run(["autograde", assignment, "--student", student, "--force"], env=env,
-                              deadline=deadline, quiet=True)
+            args = ["autograde", assignment, "--student", student, "--force"]
+            if cell_timeout is not None:
+                args.append(f"--Execute.timeout={cell_timeout:g}")
+            result = self.run(args, env=env, deadline=deadline, quiet=True)
             seconds = time.perf_counter() - began
             done = (self.root / "autograded" / student / assignment).is_dir()
             if result.returncode == 0 and done:
@@ -150,12 +198,12 @@ class Course:
         args = ["generate_feedback", assignment, "--force"]
         for student in students or []:
             args += ["--student", student]
-        result = self.run(args)
+        result = self.run(args, quiet=True)
         if result.returncode != 0:
             raise CourseError(f"nbgrader generate_feedback failed:\n{result.stdout[-3000:]}")
 
     def export(self, to: Path) -> Path:
-        result = self.run(["export", f"--to={to.resolve()}"])
+        result = self.run(["export", f"--to={to.resolve()}"], quiet=True)
         if result.returncode != 0:
             raise CourseError(f"nbgrader export failed:\n{result.stdout[-3000:]}")
         return to
@@ -210,11 +258,14 @@ class Course:
                 shutil.rmtree(self.root / generated / REFERENCE_STUDENT, ignore_errors=True)
 
 
-def _course_id(root: Path) -> str:
+def _config(root: Path):  # type: ignore[no-untyped-def]
     from traitlets.config.loader import PyFileConfigLoader
 
-    config = PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
-    return str(config.CourseDirectory.course_id or "default_course")
+    return PyFileConfigLoader("nbgrader_config.py", path=str(root)).load_config()
+
+
+def _course_id(root: Path) -> str:
+    return str(_config(root).CourseDirectory.course_id or "default_course")
 
 
 def _last_error(output: str) -> str:
@@ -236,24 +287,62 @@ def defined_names(paths: Sequence[Path]) -> set[str]:
     return names
 
 
+def _framework_names() -> set[str]:
+    """Names the installed framework defines (``Node.init``, ...): a release may use them."""
+    import labkit
+
+    return defined_names([Path(labkit.__file__).parent])
+
+
+def _code_of(file: Path) -> list[str]:
+    """The Python code in a release file: the file itself, or a notebook's code cells."""
+    text = file.read_text(encoding="utf-8", errors="replace")
+    if file.suffix != ".ipynb":
+        return [text]
+    import nbformat
+
+    cells = nbformat.reads(text, as_version=4).cells
+    # IPython magics and shell escapes are not Python: blank them out before parsing.
+    return ["\n".join("" if line.lstrip().startswith(("%", "!")) else line for line in cell.source.splitlines())
+            for cell in cells if cell.cell_type == "code"]
+
+
+def _definitions(code: str) -> set[str]:
+    try:
+        tree = ast.parse(code)
+    except SyntaxError:  # not valid Python: look for definitions line by line
+        return {m.group(2) for m in re.finditer(r"^\s*(def|class)\s+(\w+)", code, flags=re.MULTILINE)}
+    return {node.name for node in ast.walk(tree)
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef))}
+
+
 def find_leaks(release: Path, forbidden_sources: Sequence[Path], allowed_sources: Sequence[Path] = ()) -> list[str]:
     """What the release must not contain: a definition of any function or class
     defined in ``forbidden_sources`` (solutions, hidden tests) but not in
-    ``allowed_sources`` (the blank stub), the name of a hidden-test module, or a
-    leftover nbgrader solution / hidden-test marker."""
-    forbidden = defined_names(forbidden_sources) - defined_names(allowed_sources)
+    ``allowed_sources`` (the blank stub) nor in the framework, a verbatim copy of
+    a forbidden file, the name of a hidden-test module, or a leftover nbgrader
+    solution / hidden-test marker.
+    Definitions are found in the code (docstrings and prose do not count)."""
+    forbidden = defined_names(forbidden_sources) - defined_names(allowed_sources) - _framework_names()
     forbidden = {n for n in forbidden if not n.startswith("_") and len(n) > 2}
+    public_modules = {p.stem for p in allowed_sources}
     modules = {p.stem for source in forbidden_sources if source.is_dir() for p in source.rglob("*.py")
-               if p.stem != "__init__"}
+               if p.stem != "__init__" and p.stem not in public_modules}
+    copies = {}  # a verbatim copy defines nothing new next to the stub (a ping solution, say)
+    for source in forbidden_sources:
+        for file in ([source] if source.is_file() else sorted(source.rglob("*.py"))):
+            copies[file.read_text(encoding="utf-8", errors="replace").strip()] = file
     leaks = []
     for file in sorted(p for p in release.rglob("*") if p.is_file() and p.suffix in (".py", ".ipynb")):
         text = file.read_text(encoding="utf-8", errors="replace")
         where = file.relative_to(release)
-        for name in sorted(forbidden):
-            if f"def {name}(" in text or f"class {name}(" in text or f"class {name}:" in text:
-                leaks.append(f"{where} defines {name}, which only the solution or the hidden tests define")
+        if text.strip() in copies:
+            leaks.append(f"{where} is a copy of {copies[text.strip()]}")
+        defined = set().union(*(_definitions(code) for code in _code_of(file)))
+        for name in sorted(forbidden & defined):
+            leaks.append(f"{where} defines {name}, which only the solution or the hidden tests define")
         for module in sorted(modules):
-            if module in text:
+            if re.search(rf"\b{re.escape(module)}\b", text):
                 leaks.append(f"{where} names the hidden-test module {module}")
         for marker in ("BEGIN SOLUTION", "BEGIN HIDDEN TESTS"):
             if marker in text:

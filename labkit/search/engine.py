@@ -43,10 +43,11 @@ class Progress:
             from tqdm import tqdm
 
             if self._bar is None:
-                self._bar = tqdm(total=None, bar_format="{desc}", file=sys.stderr, leave=False)
+                # The terminal's stream: tests capture sys.stderr, and progress is not output.
+                self._bar = tqdm(total=None, bar_format="{desc}", file=sys.__stderr__, leave=False)
             self._bar.set_description_str(text)
         except ImportError:  # pragma: no cover - tqdm is a dependency
-            print(text, file=sys.stderr)
+            print(text, file=sys.__stderr__)
 
     def close(self) -> None:
         if self._bar is not None:

@@ -120,6 +120,8 @@ class System:
                 _compare(cached, fresh, self.addresses[i], node, event, sender, self)
             return cached
         result = self._execute(i, node, event, sender)
+        if self.check_every == 1:  # full checks: every step is executed twice
+            _compare(result, self._execute(i, node, event, sender), self.addresses[i], node, event, sender, self)
         if len(self.cache) >= _CACHE_LIMIT:
             self.cache.clear()
         self.cache[key] = result

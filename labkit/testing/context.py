@@ -40,11 +40,14 @@ class TestContext:
 
     __test__ = False
 
-    def __init__(self, spec: TestSpec, seed: int, solution: Solution, trace_dir: Path | None = None) -> None:
+    def __init__(self, spec: TestSpec, seed: int, solution: Solution, trace_dir: Path | None = None, *,
+                 checks: bool = False, progress: bool = False) -> None:
         self.spec = spec
         self.seed = seed
         self.solution = solution
         self.trace_dir = trace_dir
+        self.checks = checks  # re-run every search step to catch non-deterministic handlers
+        self.progress = progress
         self.simulations: list[Simulation] = []
         self.searches: list[SearchResult] = []
         self.traces: list[Path] = []
@@ -115,10 +118,17 @@ class TestContext:
                 "your handlers may be very slow, or keep far more state than needed"
             )
 
+    def _tuned(self, settings: SearchSettings) -> SearchSettings:
+        if not self.checks:
+            return settings
+        checked = settings.copy()
+        checked.check_determinism = 1.0
+        return checked
+
     def bfs(self, state: SearchState, settings: SearchSettings) -> SearchResult:
         """Breadth-first search; fails on a violation, an exception or an incomplete search."""
         __tracebackhide__ = True
-        result = bfs(state, settings, meta=self._meta())
+        result = bfs(state, self._tuned(settings), progress=self.progress, meta=self._meta())
         self._judge(result, "The breadth-first search")
         self.note(f"BFS: {result.outcome.value}, {result.coverage()}")
         return result
@@ -126,7 +136,8 @@ class TestContext:
     def random_search(self, state: SearchState, settings: SearchSettings) -> SearchResult:
         """Random probes seeded by this test's seed; fails like :meth:`bfs`."""
         __tracebackhide__ = True
-        result = random_search(state, settings, seed=self.seed, meta=self._meta())
+        result = random_search(state, self._tuned(settings), seed=self.seed, progress=self.progress,
+                               meta=self._meta())
         self._judge(result, "The random search")
         self.note(f"random search: {result.outcome.value}, {result.coverage()}")
         return result

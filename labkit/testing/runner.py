@@ -192,10 +192,17 @@ def run_one(
     seed: int | None = None,
     solution_label: str | None = None,
     save_dir: Path | None = None,
+    *,
+    checks: bool = False,
+    progress: bool = False,
 ) -> TestResult:
-    """Run one test in isolation: output captured, time-limited, never raising."""
+    """Run one test in isolation: output captured, time-limited, never raising.
+
+    ``checks`` re-executes every search step to catch non-deterministic
+    handlers (slower); ``progress`` shows search progress on the terminal."""
     seed = spec.default_seed if seed is None else seed
-    context = TestContext(spec, seed, solution, save_dir if save_dir is not None else Path("traces"))
+    context = TestContext(spec, seed, solution, save_dir if save_dir is not None else Path("traces"),
+                          checks=checks, progress=progress)
     buffer = _BoundedBuffer()
     failure = None
     start = time.perf_counter()
@@ -278,6 +285,8 @@ def run_tests(
     exclude_categories: tuple[str, ...] = (),
     save_dir: str | Path | None = None,
     timeline: str | Path | None = None,
+    checks: bool = False,
+    progress: bool = False,
 ) -> Report:
     """Run the selected tests of ``lab`` against ``solution`` and print DSLabs-style lines.
 
@@ -304,7 +313,8 @@ def run_tests(
             print_result(results[-1], spec, out)
     else:
         for spec in specs:
-            result = run_one(spec, loaded, seed, label, Path(save_dir) if save_dir else None)
+            result = run_one(spec, loaded, seed, label, Path(save_dir) if save_dir else None,
+                             checks=checks, progress=progress)
             if timeline is not None and result.evidence is not None:
                 _save_timeline(result, Path(timeline), out)
                 timeline = None
