@@ -27,6 +27,7 @@ from labkit.testing.solution import Solution, SolutionError, load_solution
 __all__ = ["TestResult", "Report", "get_lab", "run_tests", "run_one", "OUTPUT_LIMIT"]
 
 OUTPUT_LIMIT = 20_000  # characters of a test's printed output that are kept
+OUTPUT_FLOOD = 1_000_000  # characters printed in one test that fail it
 _LABKIT_DIR = str(Path(labkit.__file__).resolve().parent)
 
 
@@ -213,6 +214,12 @@ def run_one(
     except (Exception, SystemExit, DeadlineExceeded) as error:  # exit() in student code fails only this test
         failure = _explain(error, spec)
     seconds = time.perf_counter() - start
+    printed = OUTPUT_LIMIT + buffer.dropped if buffer.dropped else len(buffer.getvalue())
+    if failure is None and printed > OUTPUT_FLOOD:
+        failure = (
+            f"your code printed {printed:,} characters during this test (at most {OUTPUT_FLOOD:,} allowed): "
+            "remove the print calls from your handlers, which run thousands of times"
+        )
     artifacts: list[str] = []
     replay = None
     artifacts.extend(str(p) for p in context.traces)
@@ -260,7 +267,7 @@ def print_result(result: TestResult, spec: TestSpec, out: TextIO) -> None:
         out.write(_indent(result.failure or "") + "\n")
         if result.output:
             lines = result.output.splitlines()
-            shown = "\n".join(lines[:20])
+            shown = "\n".join(line if len(line) <= 200 else line[:197] + "..." for line in lines[:20])
             more = f"\n... ({len(lines) - 20} more lines)" if len(lines) > 20 else ""
             cut = "\n... (output cut)" if result.output_truncated else ""
             out.write(_indent(f"Printed during the test:\n{shown}{more}{cut}") + "\n")

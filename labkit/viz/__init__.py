@@ -24,3 +24,24 @@ def _show_figures_in_notebooks() -> None:
 
 
 _show_figures_in_notebooks()
+
+from labkit.viz.stats import (  # noqa: E402  (after the display hook, which they rely on)
+    latency_summary,
+    plot_latency_cdf,
+    plot_messages_per_command,
+    plot_throughput,
+)
+from labkit.viz.stepper_widget import show_stepper  # noqa: E402
+from labkit.viz.timeline import plot_timeline  # noqa: E402
+from labkit.viz.trace_table import CounterexampleTable, trace_table  # noqa: E402
+
+__all__ = [
+    "plot_timeline",
+    "CounterexampleTable",
+    "trace_table",
+    "show_stepper",
+    "plot_messages_per_command",
+    "plot_latency_cdf",
+    "latency_summary",
+    "plot_throughput",
+]
