@@ -38,6 +38,8 @@ def chromium_path() -> str:
 def hermetic_env(home: Path) -> dict[str, str]:
     """Jupyter, IPython and matplotlib state kept under ``home``, so runs do not interfere."""
     env = dict(os.environ)
+    # nbgrader runs tools (alembic) from the environment's bin folder, active or not.
+    env["PATH"] = os.pathsep.join([str(Path(sys.executable).parent), env.get("PATH", "")])
     for name, sub in (("JUPYTER_CONFIG_DIR", "config"), ("JUPYTER_DATA_DIR", "data"),
                       ("JUPYTER_RUNTIME_DIR", "runtime"), ("IPYTHONDIR", "ipython"), ("MPLCONFIGDIR", "mpl")):
         (home / sub).mkdir(parents=True, exist_ok=True)
