@@ -52,37 +52,8 @@ _CHUNK = 4096  # frontier positions expanded between two merges
 _payload: dict[str, Any] = {}
 
 
-class _Stopped(Exception):
-    """The coordinator ended the search."""
-
-
-class _Inbox:
-    """Messages from one pipe, taken by kind; others wait their turn in order."""
-
-    def __init__(self, pipe: Any) -> None:
-        self.pipe = pipe
-        self.waiting: list[tuple] = []
-
-    def get(self, kind: str) -> tuple:
-        for i, message in enumerate(self.waiting):
-            if message[0] == kind:
-                return self.waiting.pop(i)
-        while True:
-            message = _receive(self.pipe)
-            if message[0] == kind:
-                return message
-            self.waiting.append(message)
-
-
-def _chunk_limits(level_size: int) -> list[int]:
-    return list(range(_CHUNK, level_size + _CHUNK, _CHUNK))
-
-
 def _worker_main(w: int, conn: Any) -> None:
-    """Expand this worker's share of each level, chunk by chunk.
-
-    Chunk k+1 is expanded while the coordinator merges chunk k, so the two
-    overlap; the coordinator drops successors an earlier chunk already found."""
+    """Expand this worker's share of the frontier, a range of positions at a time."""
     p = _payload
     start: SearchState = p["start"]
     can, timers_on, checker = p["can"], p["timers_on"], p["checker"]
@@ -91,71 +62,53 @@ def _worker_main(w: int, conn: Any) -> None:
     positions: array = p["positions"]
     frontier: list[tuple[SearchState, int, int]] = p["frontiers"][w]
     _payload.clear()
-
-    def wait_for_kept() -> tuple:
-        while True:
-            message = conn.recv()
-            if message[0] == "kept":
-                return message
-            if message[0] == "path":
-                conn.send(("path", _path(start, message[1], parents, positions, can, timers_on)))
-            elif message[0] == "stop":
-                raise _Stopped()
-
+    next_frontier: list[tuple[SearchState, int, int]] = []
+    cursor = 0
     try:
         while True:
-            message = conn.recv()
-            if message[0] == "stop":
+            command = conn.recv()
+            if command[0] == "expand":
+                _, deadline, limit = command
+                candidates: dict[int, tuple] = {}
+                keys: list[tuple[int, int, int]] = []
+                timed_out = False
+                while cursor < len(frontier) and frontier[cursor][2] < limit:
+                    if time.perf_counter() > deadline:
+                        timed_out = True
+                        break
+                    state, record, gpos = frontier[cursor]
+                    cursor += 1
+                    for position, event in enumerate(state.events(can, timers_on)):
+                        fp, parts = state.step_fp(event)
+                        if fp in visited or fp in candidates:
+                            continue
+                        candidates[fp] = (state, parts, record, position)
+                        keys.append((fp, gpos, position))
+                conn.send((keys, timed_out))
+                kept, new_fps = conn.recv()
+                visited.update(new_fps)
+                terminal = None
+                for fp, gpos in kept:
+                    if time.perf_counter() > deadline:
+                        break  # the coordinator learns of the time-out from the expansion
+                    state, parts, record, position = candidates[fp]
+                    child = state.build(parts)
+                    parents.append(record)
+                    positions.append(position)
+                    kind, outcome, detail = checker.classify(child)
+                    if kind == _TERMINAL:
+                        terminal = (gpos, len(parents) - 1, outcome, detail, child.depth)
+                        break
+                    if kind == _VALID:
+                        next_frontier.append((child, len(parents) - 1, gpos))
+                conn.send(terminal)
+            elif command[0] == "level":
+                frontier, next_frontier, cursor = next_frontier, [], 0
+                conn.send(len(frontier))
+            elif command[0] == "path":
+                conn.send(_path(start, command[1], parents, positions, can, timers_on))
+            elif command[0] == "stop":
                 return
-            if message[0] == "path":
-                conn.send(("path", _path(start, message[1], parents, positions, can, timers_on)))
-                continue
-            _, deadline, level_size = message
-            next_frontier: list[tuple[SearchState, int, int]] = []
-            cursor = 0
-            pending: tuple[int, dict[int, tuple]] | None = None
-            limits = _chunk_limits(level_size)
-            for k in range(len(limits) + 1):
-                if k < len(limits):
-                    candidates: dict[int, tuple] = {}
-                    keys: list[tuple[int, int, int]] = []
-                    timed_out = False
-                    while cursor < len(frontier) and frontier[cursor][2] < limits[k]:
-                        if time.perf_counter() > deadline:
-                            timed_out = True
-                            break
-                        state, record, gpos = frontier[cursor]
-                        cursor += 1
-                        for position, event in enumerate(state.events(can, timers_on)):
-                            fp, parts = state.step_fp(event)
-                            if fp in visited or fp in candidates:
-                                continue
-                            candidates[fp] = (state, parts, record, position)
-                            keys.append((fp, gpos, position))
-                    conn.send(("keys", k, keys, timed_out))
-                if pending is not None:
-                    done, found = pending
-                    _, kept, new_fps = wait_for_kept()
-                    visited.update(new_fps)
-                    terminal = None
-                    for fp, gpos in kept:
-                        state, parts, record, position = found[fp]
-                        child = state.build(parts)
-                        parents.append(record)
-                        positions.append(position)
-                        kind, outcome, detail = checker.classify(child)
-                        if kind == _TERMINAL:
-                            terminal = (gpos, len(parents) - 1, outcome, detail, child.depth)
-                            break
-                        if kind == _VALID:
-                            next_frontier.append((child, len(parents) - 1, gpos))
-                    conn.send(("term", done, terminal))
-                if k < len(limits):
-                    pending = (k, candidates)
-            frontier = next_frontier
-            conn.send(("size", len(frontier)))
-    except _Stopped:
-        return
     except LabkitError as error:  # a problem in the student's code, such as a non-deterministic handler
         conn.send(("error", error))
     except BaseException:  # report, so the coordinator can say what went wrong
@@ -234,19 +187,16 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
         _payload.clear()
         level_size = len(frontier)
         del frontier, shares
-        inboxes = [_Inbox(pipe) for pipe in pipes]
         stop = False
         while level_size and not stop:
-            for pipe in pipes:
-                pipe.send(("level", deadline, level_size))
             new_count = 0
-            for k in range(len(_chunk_limits(level_size))):
-                replies = [inbox.get("keys") for inbox in inboxes]
+            for limit in range(_CHUNK, level_size + _CHUNK, _CHUNK):
+                for pipe in pipes:
+                    pipe.send(("expand", deadline, limit))
+                replies = [_receive(pipe) for pipe in pipes]
                 best: dict[int, tuple[int, int, int]] = {}
-                for w, (_, _, keys, _) in enumerate(replies):
+                for w, (keys, _) in enumerate(replies):
                     for fp, gpos, position in keys:
-                        if fp in visited:  # found by an earlier chunk of this level
-                            continue
                         key = (gpos, position, w)
                         known = best.get(fp)
                         if known is None or key < known:
@@ -259,19 +209,18 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
                 for n, fp in enumerate(order):
                     kept[best[fp][2]].append((fp, new_count + n))
                 for w, pipe in enumerate(pipes):
-                    pipe.send(("kept", kept[w], order))
+                    pipe.send((kept[w], order))
                 before = len(visited) - new_count
                 visited.update(order)
+                terminals = [(t[0], w, t) for w, t in enumerate(_receive(pipe) for pipe in pipes) if t is not None]
                 if order and not new_count:
                     depth += 1
                 new_count += len(order)
                 bar.update(len(visited), depth)
-                terminals = [(t[2][0], w, t[2]) for w, t in enumerate(inbox.get("term") for inbox in inboxes)
-                             if t[2] is not None]
                 if terminals:
                     _, w, (gpos, record, outcome, detail, child_depth) = min(terminals, key=lambda x: x[0])
                     pipes[w].send(("path", record))
-                    events = inboxes[w].get("path")[1]
+                    events = _receive(pipes[w])
                     state = start
                     for event in events:
                         state = state.apply(event)  # type: ignore[assignment]
@@ -282,13 +231,14 @@ def parallel_bfs(start: SearchState, settings: SearchSettings, *, progress: bool
                     result.states = before + gpos + 1
                     result.seconds = time.perf_counter() - clock
                     return _finish(result, start, events, meta or {})
-                if any(timed_out for _, _, _, timed_out in replies) or time.perf_counter() > deadline:
+                if any(timed_out for _, timed_out in replies) or time.perf_counter() > deadline:
                     result.outcome = Outcome.TIME_EXHAUSTED
                 if result.outcome is not Outcome.SPACE_EXHAUSTED:
                     stop = True
                     break
-            if not stop:
-                level_size = sum(inbox.get("size")[1] for inbox in inboxes)
+            for pipe in pipes:
+                pipe.send(("level",))
+            level_size = sum(_receive(pipe) for pipe in pipes)
     finally:
         _stop(pipes, processes)
         bar.close()
