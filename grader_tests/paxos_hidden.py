@@ -35,7 +35,6 @@ from labkit.labs.paxos.tests import (
     run_system,
     run_until_done,
     search_system,
-    servers,
 )
 from labkit.labs.paxos.workloads import (
     append_different_key_workload,
