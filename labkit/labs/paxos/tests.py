@@ -572,31 +572,44 @@ def repartition_full_throughput(t: TestContext) -> None:
 # --------------------------------------------------------------------------
 
 
+GC_LIMIT = 2 * 1024 * 1024  # bytes of node state allowed once old slots are garbage-collected
+
+
+def fill_then_collect(t: TestContext, sim: Simulation, who: Address, value_chars: int) -> tuple[int, int]:
+    """With the network as the caller set it, 20 PUTs of ``value_chars``-character values
+    from the raw client ``who``; then reconnect, 20 small PUTs and 4 s of quiet. Fails
+    unless the large values were held and the nodes' state ends under GC_LIMIT.
+    Returns the state sizes after the large PUTs and at the end."""
+    rng = random.Random(t.seed)
+    for _ in range(2):
+        for key in range(10):
+            value = rng.randbytes(value_chars // 2).hex()
+            shown = Put(str(key), f"<{value_chars:,} characters>")
+            expect(t, raw_result(t, sim, who, Put(str(key), value)), PutOk(), shown, who)
+    after_puts = nodes_size(sim)
+    stored = 20 * value_chars
+    t.require(after_puts > stored, f"the nodes hold only {after_puts:,} bytes after storing {stored:,} bytes of values")
+    sim.settings.reconnect()
+    for _ in range(2):
+        for key in range(10):
+            expect(t, raw_result(t, sim, who, Put(str(key), "foo")), PutOk(), Put(str(key), "foo"), who)
+    sim.run_for(4_000)
+    end = nodes_size(sim)
+    t.require(end < GC_LIMIT, f"the nodes still use {end:,} bytes after all servers executed everything "
+                              f"({GC_LIMIT:,} allowed): slots executed by every server must be garbage-collected")
+    return after_puts, end
+
+
 @LAB.test(11, "Old commands garbage collected", 15, part=3)
 def clears_memory(t: TestContext) -> None:
     sim, addresses = run_system(t, 3)
     c1 = client(1)
     sim.add_client(t.solution.PaxosClient(c1, list(addresses)))
     sim.settings.partition([server(2), server(3), c1])
-    limit = 2 * 1024 * 1024
     start = nodes_size(sim)
-    t.require(start < limit, f"the nodes use {start:,} bytes before any command; at most {limit:,} allowed")
-    rng = random.Random(t.seed)
-    for _ in range(2):
-        for key in range(10):
-            value = rng.randbytes(500_000).hex()
-            expect(t, raw_result(t, sim, c1, Put(str(key), value)), PutOk(), Put(str(key), "<1,000,000 characters>"), c1)
-    after_puts = nodes_size(sim)
-    t.require(after_puts > 20_000_000, f"the nodes hold only {after_puts:,} bytes after storing 20 MB of values")
-    sim.settings.reconnect()
-    for _ in range(2):
-        for key in range(10):
-            expect(t, raw_result(t, sim, c1, Put(str(key), "foo")), PutOk(), Put(str(key), "foo"), c1)
-    sim.run_for(4_000)
-    end = nodes_size(sim)
+    t.require(start < GC_LIMIT, f"the nodes use {start:,} bytes before any command; at most {GC_LIMIT:,} allowed")
+    after_puts, end = fill_then_collect(t, sim, c1, 1_000_000)
     t.note(f"node state: {start:,} bytes at start, {after_puts:,} after the large puts, {end:,} at the end")
-    t.require(end < limit, f"the nodes still use {end:,} bytes after all servers executed everything "
-                           f"({limit:,} allowed): slots executed by every server must be garbage-collected")
 
 
 # --------------------------------------------------------------------------
