@@ -27,11 +27,13 @@ from labkit.labs.paxos.tests import (
     LAB,
     MAX_MESSAGES_PER_COMMAND_PER_SERVER,
     add_workers,
+    check_batching,
     check_history,
     client_addresses,
     fill_then_collect,
     expect,
     raw_result,
+    repartition,
     run_system,
     run_until_done,
     search_system,
@@ -113,13 +115,6 @@ def random_groups(rng: random.Random, addresses: list[Address], clients: list[Ad
     cut = rng.randint(1, len(addresses) - 1)
     side = rng.random() < 0.5
     return [shuffled[:cut] + (clients if side else []), shuffled[cut:] + ([] if side else clients)]
-
-
-def majority_with_clients(sim: Simulation, addresses: list[Address], clients: list[Address],
-                          rng: random.Random) -> None:
-    """Cut the network so that all clients and a random majority of servers are together."""
-    majority = rng.sample(addresses, len(addresses) // 2 + 1)
-    sim.settings.partition(sorted(majority) + clients)
 
 
 def chaos_then_heal(t: TestContext, n: int, settings: RunSettings, workers: int, commands: int,
@@ -378,7 +373,7 @@ def constant_repartition_three(t: TestContext) -> None:
     rng = random.Random(t.seed)
     clients = client_addresses(sim)
     for _ in range(5):
-        majority_with_clients(sim, addresses, clients, rng)
+        repartition(sim, addresses, clients, rng)
         sim.run_for(2_000)
         sim.settings.reconnect()
         sim.run_for(2_000)
@@ -393,7 +388,7 @@ def constant_repartition_seven(t: TestContext) -> None:
     rng = random.Random(t.seed)
     clients = client_addresses(sim)
     for _ in range(4):
-        majority_with_clients(sim, addresses, clients, rng)
+        repartition(sim, addresses, clients, rng)
         sim.run_for(2_000)
         sim.settings.reconnect()
         sim.run_for(2_000)
@@ -452,16 +447,7 @@ BATCHING_FIVE_SERVERS = 13.0  # 5 servers, 40 clients: the reference sends 19.5 
 
 @LAB.test(101, "Many clients batched, five servers", 5, part=4, hidden=True)
 def batching_five(t: TestContext) -> None:
-    sim, addresses = run_system(t, 5)
-    add_workers(t, sim, addresses, 1, 40, append_same_key_workload(8))
-    run_until_done(t, sim, max_millis=60_000)
-    t.check(sim, APPENDS_LINEARIZABLE, LOGS_CONSISTENT_ALL_SLOTS)
-    per_command = sim.messages_to_servers() / 320
-    t.note(f"{per_command:.2f} messages to servers per command ({BATCHING_FIVE_SERVERS:g} allowed)")
-    t.require(per_command <= BATCHING_FIVE_SERVERS,
-              f"{per_command:.2f} messages to servers per command with 40 busy clients on 5 servers; at most "
-              f"{BATCHING_FIVE_SERVERS:g} allowed: batch waiting requests into one slot")
-    check_history(t, sim)
+    check_batching(t, 5, 8, BATCHING_FIVE_SERVERS)
 
 
 @LAB.test(102, "Batches stay correct under loss and duplication", 5, part=4, categories=(RUN, UNRELIABLE),

@@ -308,7 +308,6 @@ class ClientWorker(Node):
         self._lk_seed = seed
         self._lk_record = record_results
         self._lk_history: list[HistoryRecord] = []
-        self._lk_expected: list[Result | None] = []
         self._lk_invoked_at = 0
         self._lk_max_wait = 0
 
@@ -367,7 +366,7 @@ class ClientWorker(Node):
     @property
     def expected_results(self) -> list[Result | None]:
         """The expected result of each completed command (None where none was given)."""
-        return list(self._lk_expected)
+        return [self._command_and_result(n)[1] for n in range(1, len(self._lk_history) + 1)]
 
     def max_wait(self, now: int) -> int:
         """The longest wait for one result, counting an outstanding command up to ``now``."""
@@ -402,10 +401,9 @@ class ClientWorker(Node):
             return
         result = self.client.get_result()
         now = current_effects().now  # None in searches, which have no clock
-        command, expected = self._command_and_result(self.sent)
+        command = self._command_and_result(self.sent)[0]
         self.results.append(result if self._lk_record else None)
         self._lk_history.append(HistoryRecord(self.address, command, result, self._lk_invoked_at, now))
-        self._lk_expected.append(expected)
         if now is not None:
             self._lk_max_wait = max(self._lk_max_wait, now - self._lk_invoked_at)
         number = self.sent + 1

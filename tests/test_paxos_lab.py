@@ -10,6 +10,7 @@ import pytest
 
 from labkit.labs.paxos.tests import LAB
 from labkit.testing import pytest_cases, run_tests
+from labkit.testing.check_solution import Mutant
 from labkit.testing.declare import SEARCH
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,12 +34,10 @@ def run_quietly(solution: Path, **options: object):
 
 def variant(tmp_path: Path, old: str, new: str) -> Path:
     """The reference with one change, written as paxos_server.py in its own folder."""
-    source = REFERENCE.read_text()
-    assert source.count(old) == 1, f"the reference no longer contains {old!r}"
     folder = tmp_path / "variant"
     folder.mkdir()
     path = folder / "paxos_server.py"
-    path.write_text(source.replace(old, new))
+    path.write_text(Mutant("variant", "", ((old, new),)).apply(REFERENCE.read_text()))
     return path
 
 

@@ -9,7 +9,7 @@ from typing import Any, Callable
 
 from labkit.testing.context import fail
 from labkit.testing.declare import Lab
-from labkit.testing.runner import TestResult, _load, get_lab, print_result, run_one
+from labkit.testing.runner import TestResult, _load, evidence_timeline, get_lab, print_result, run_one
 
 __all__ = ["check_test", "pytest_cases"]
 
@@ -45,15 +45,8 @@ def show_failure_picture(result: TestResult) -> None:
         return
     if get_ipython() is None:
         return
-    from labkit.viz.timeline import plot_timeline
-
-    evidence = result.evidence
-    # A long run is unreadable whole: show its last second of virtual time.
-    now = getattr(evidence, "now", None)
-    window = (max(0, now - 1000), now) if isinstance(now, int) and now > 1000 else None
-    title = f"What happened in test {result.number} (seed {result.seed})" + (" - its last second" if window else "")
     try:
-        figure = plot_timeline(evidence, window=window, title=title)
+        figure = evidence_timeline(result, end=True)
     except Exception as error:  # a picture must never hide the verdict
         print(f"(no timeline could be drawn: {type(error).__name__}: {error})")
         return

@@ -372,13 +372,24 @@ def _not_run(spec: TestSpec, seed: int | None, why: str) -> TestResult:
     )
 
 
-def _save_timeline(result: TestResult, path: Path, out: TextIO) -> None:
+def evidence_timeline(result: TestResult, *, end: bool) -> Any:
+    """The timeline Figure of a test's run or trace. A long run is unreadable
+    whole: its first 400 ms are drawn, or with ``end`` its last second."""
     from labkit.viz.timeline import plot_timeline
 
-    now = getattr(result.evidence, "now", None)
-    window = (0, min(400, now)) if isinstance(now, int) and now > 0 else None
-    shown = f" (first {window[1]} ms)" if window else ""
-    figure = plot_timeline(result.evidence, window=window, title=f"Test {result.number}: {result.name}{shown}")
+    now = getattr(result.evidence, "now", None)  # a Simulation has a clock, a Trace has not
+    window = None
+    if isinstance(now, int) and now > 0:
+        window = (max(0, now - 1000), now) if end else (0, min(400, now))
+    shown = ""
+    if window is not None and window != (0, now):
+        shown = " - its last second" if end else f" - its first {window[1]} ms"
+    title = f"Test {result.number}: {result.name} (seed {result.seed}){shown}"
+    return plot_timeline(result.evidence, window=window, title=title)
+
+
+def _save_timeline(result: TestResult, path: Path, out: TextIO) -> None:
+    figure = evidence_timeline(result, end=False)
     path.parent.mkdir(parents=True, exist_ok=True)
     figure.savefig(path, dpi=110, bbox_inches="tight")
     out.write(f"(timeline of test {result.number} saved to {path})\n")
