@@ -3,12 +3,26 @@
 from __future__ import annotations
 
 import argparse
+import importlib
 import sys
 from typing import Sequence
 
 from labkit.node import LabkitError
 
-__all__ = ["main", "build_parser"]
+__all__ = ["main", "build_parser", "COMMANDS"]
+
+# Subcommands defined in other modules: name -> (module with a register(subparsers)
+# function, the help line `labkit --help` shows). A module is imported only when
+# its command runs, so starting labkit stays cheap (viz alone pulls in matplotlib).
+COMMANDS: dict[str, tuple[str, str]] = {
+    "lincheck": ("labkit.check.lincheck_command", "check a recorded history for linearizability"),
+    "viz": ("labkit.viz.command", "draw a saved run log or search trace"),
+    "course": ("labkit.course.command", "instructor commands: release, autograde, feedback, export"),
+    "check-solution": (
+        "labkit.testing.check_solution",
+        "instructors: the reference passes every test and every mutant is caught",
+    ),
+}
 
 
 def _numbers(text: str) -> list[str]:
@@ -45,7 +59,6 @@ def _test_command(args: argparse.Namespace) -> int:
 
 
 def _replay_command(args: argparse.Namespace) -> int:
-    import importlib
     from pathlib import Path
 
     from labkit.check.predicates import find_predicate
@@ -95,7 +108,9 @@ def _replay_command(args: argparse.Namespace) -> int:
     return 0
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(command: str | None = None) -> argparse.ArgumentParser:
+    """The ``labkit`` parser. ``command`` is the subcommand about to run: of the
+    commands in :data:`COMMANDS` only that one is imported (None: all of them)."""
     parser = argparse.ArgumentParser(prog="labkit", description="Distributed-systems labs: run tests, check histories.")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     sub.required = True
@@ -122,20 +137,18 @@ def build_parser() -> argparse.ArgumentParser:
     replay.add_argument("--solution", help="path of your module (default: the one the trace was made with)")
     replay.set_defaults(func=_replay_command)
 
-    from labkit.check import lincheck_command
-    from labkit.course import command as course_command
-    from labkit.testing import check_solution
-    from labkit.viz import command as viz_command
-
-    lincheck_command.register(sub)
-    viz_command.register(sub)
-    course_command.register(sub)
-    check_solution.register(sub)
+    for name, (module, help_text) in COMMANDS.items():
+        if command is None or command == name:
+            importlib.import_module(module).register(sub)
+        else:
+            sub.add_parser(name, help=help_text)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    requested = next((a for a in argv if not a.startswith("-")), "")
+    parser = build_parser(requested)
     args = parser.parse_args(argv)
     try:
         return int(args.func(args))
