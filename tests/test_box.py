@@ -180,6 +180,8 @@ report({{
 def test_files_can_be_written_only_in_writable_folders(box: Box, tmp_path: Path) -> None:
     scratch = writable_folder(tmp_path, box)
     boxed = box.run(f"""
+import socket
+unix_socket = socket.socket(socket.AF_UNIX)
 report({{
     "new file in the working folder": attempt(lambda: open("notes.txt", "w").close()),
     "student file overwritten": attempt(lambda: open("student.py", "w").close()),
@@ -187,6 +189,7 @@ report({{
     "new file in /tmp": attempt(lambda: open("/tmp/labkit-box-escape", "w").close()),
     "file in the repository": attempt(lambda: open({str(REPOSITORY / "box-escape.txt")!r}, "w").close()),
     "new file in the writable folder": attempt(lambda: open({str(scratch / "notes.txt")!r}, "w").close()),
+    "unix socket in the writable folder": attempt(lambda: unix_socket.bind({str(scratch / "kernel.sock")!r})),
 }})
 """, writable=(str(scratch),))
     boxed.require("filesystem allow-list")
@@ -197,6 +200,7 @@ report({{
         "new file in /tmp": "EACCES",
         "file in the repository": "EACCES",
         "new file in the writable folder": "ok",
+        "unix socket in the writable folder": "ok",
     }
     assert (scratch / "notes.txt").exists() and (box.work / "student.py").read_text() == "VALUE = 1\n"
 
@@ -329,6 +333,20 @@ report({{
     assert boxed.outcome == {"interfaces": ["lo"], "udp to the judge": "ENETUNREACH"}
 
 
+def test_no_abstract_unix_socket_of_the_judge_is_reachable(box: Box) -> None:
+    """Abstract unix sockets have no file for Landlock to guard; its scope keeps the box from the judge's."""
+    name = f"\0labkit-judge-{os.getpid()}"
+    with socket.socket(socket.AF_UNIX) as judge:
+        judge.bind(name)
+        judge.listen()
+        boxed = box.run(f"""
+import socket
+report(attempt(lambda: socket.socket(socket.AF_UNIX).connect({name!r})))
+""", network_namespace=False)
+    boxed.require("no signals or abstract unix sockets")
+    assert boxed.outcome == "EPERM"
+
+
 # -- Processes and resources ---------------------------------------------------------
 
 
@@ -407,16 +425,18 @@ report({{
 """
 
 
-def signal_and_trace_outside(box: Box) -> Boxed:
-    """Let the box try to kill and trace a process of the judge's user, and its parent."""
+def signal_and_trace_outside(box: Box) -> tuple[Boxed, bool]:
+    """Let the box try to kill and trace a process of the judge's user, and its parent.
+
+    Returns what the box reported and whether the judge stand-in survived.
+    """
     judge_stand_in = subprocess.Popen(["sleep", "60"])
     try:
         boxed = box.run(SIGNAL_AND_TRACE_ATTACK.format(stand_in=judge_stand_in.pid))
-        assert judge_stand_in.poll() is None, "the box killed the judge stand-in"
+        return boxed, judge_stand_in.poll() is None
     finally:
         judge_stand_in.kill()
         judge_stand_in.wait()
-    return boxed
 
 
 ALL_REFUSED = {
@@ -428,17 +448,17 @@ ALL_REFUSED = {
 
 
 def test_the_box_cannot_signal_or_trace_outside_processes(box: Box) -> None:
-    boxed = signal_and_trace_outside(box)
+    boxed, stand_in_survived = signal_and_trace_outside(box)
     if box.uid is None:
         boxed.require("no signals")
-    assert boxed.outcome == ALL_REFUSED
+    assert stand_in_survived and boxed.outcome == ALL_REFUSED
 
 
 def test_landlock_alone_keeps_signals_and_ptrace_inside(box: Box) -> None:
     """The laptop case: the box runs as the judge's own user, so only Landlock's scope stands in the way."""
-    boxed = signal_and_trace_outside(Box(work=box.work, uid=None))
+    boxed, stand_in_survived = signal_and_trace_outside(Box(work=box.work, uid=None))
     boxed.require("no signals")
-    assert boxed.outcome == ALL_REFUSED
+    assert stand_in_survived and boxed.outcome == ALL_REFUSED
 
 
 def live_processes_of(uid: int) -> list[int]:

@@ -547,9 +547,16 @@ def _enter_user_namespace(network_namespace: bool, report: _Report) -> bool:
             _write_proc_self("uid_map", f"{uid} {uid} 1\n")
             _write_proc_self("setgroups", "deny\n")
             _write_proc_self("gid_map", f"{gid} {gid} 1\n")
+        except OSError:
+            # Some systems (Ubuntu's AppArmor policy) allow the namespace but
+            # not the mapping. The box then sees itself as the overflow user;
+            # the kernel still checks files against the real user, so
+            # nothing is lost or gained.
+            pass
+        try:
             _set_capabilities(())
         except OSError as error:
-            raise BoxError(f"entered a user namespace but could not set it up: {error}") from error
+            raise BoxError(f"could not drop the capabilities of the new user namespace: {error}") from error
         if network_namespace:
             if flags & _CLONE_NEWNET:
                 report.applied(_NETWORK_NAMESPACE)
@@ -576,12 +583,19 @@ def _switch_user(uid: int, unreachable: list[str], landlock: _Landlock, report: 
     Landlock that would open every file, so it is an error.
     """
     keep_read_search = bool(unreachable)
-    if keep_read_search and not landlock.abi:
-        raise BoxError(
-            f"the box user {uid} could not read {unreachable[0]}: a folder on the way is closed to other "
-            f"users, and without Landlock ({landlock.reason}) the box cannot let it past folder permissions "
-            "safely; make the folders on the way enterable by others (chmod o+x) or use a Python installed elsewhere"
-        )
+    if keep_read_search:
+        if not landlock.abi:
+            why_not = f"without Landlock ({landlock.reason}) that would open every file"
+        elif not _has_capability(_CAP_DAC_READ_SEARCH):
+            why_not = "this process lacks the capability to read past folder permissions (CAP_DAC_READ_SEARCH)"
+        else:
+            why_not = ""
+        if why_not:
+            raise BoxError(
+                f"the box user {uid} could not read {unreachable[0]}: a folder on the way is closed to other "
+                f"users, and the box cannot let it past: {why_not}; make the folders on the way enterable "
+                "by others (chmod o+x) or use a Python installed elsewhere"
+            )
     try:
         os.setgroups([])
         os.setgid(uid)
@@ -599,6 +613,13 @@ def _switch_user(uid: int, unreachable: list[str], landlock: _Landlock, report: 
         raise BoxError(f"the switch to the box user {uid} did not take: uid, euid, gid, egid are {ids}")
     detail = " (reads past folder permissions, only inside the allow-list)" if keep_read_search else ""
     report.applied(f"unprivileged user {uid}{detail}")
+
+
+def _has_capability(capability: int) -> bool:
+    """Whether the calling thread holds ``capability`` (Linux only)."""
+    with open("/proc/thread-self/status") as file:
+        effective = next(line for line in file if line.startswith("CapEff:")).split()[1]
+    return bool(int(effective, 16) >> capability & 1)
 
 
 def _unreachable_for_others(spec: BoxSpec) -> list[str]:
