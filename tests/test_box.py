@@ -8,6 +8,7 @@ checks as missing on this machine.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -25,7 +26,6 @@ import pytest
 import labkit
 from labkit.worker.box import (
     BoxError,
-    BoxSpec,
     Limits,
     Protections,
     choose_box_uid,
@@ -93,21 +93,18 @@ class Box:
     work: Path  # the student's folder, readable
     uid: int | None
 
-    def spec_request(self, limits: Limits, readable: tuple[str, ...], writable: tuple[str, ...],
-                     tcp_bind_ports: tuple[int, ...], network_namespace: bool) -> dict[str, Any]:
-        return {
-            "limits": limits.__dict__,
+    def start(self, attack: str, *, limits: Limits = WORKER_LIMITS, readable: tuple[str, ...] = (),
+              writable: tuple[str, ...] = (), tcp_bind_ports: tuple[int, ...] = (),
+              network_namespace: bool = True) -> subprocess.Popen[str]:
+        """Start ``attack`` in a boxed process that may read Python, labkit and the working folder."""
+        request = {
+            "limits": dataclasses.asdict(limits),
             "readable": [*python_readable_paths(), str(self.work), *readable],
             "writable": list(writable),
             "tcp_bind_ports": list(tcp_bind_ports),
             "network_namespace": network_namespace,
             "uid": self.uid,
         }
-
-    def start(self, attack: str, *, limits: Limits = WORKER_LIMITS, readable: tuple[str, ...] = (),
-              writable: tuple[str, ...] = (), tcp_bind_ports: tuple[int, ...] = (),
-              network_namespace: bool = True) -> subprocess.Popen[str]:
-        request = self.spec_request(limits, readable, writable, tcp_bind_ports, network_namespace)
         return subprocess.Popen(
             [sys.executable, "-c", BOXED_PRELUDE + attack, json.dumps(request)],
             cwd=self.work, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,

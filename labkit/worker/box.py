@@ -15,7 +15,7 @@ The box applies to the calling process for the rest of its life:
   box.
 
 Whatever this machine cannot provide (Landlock on an old kernel, a separate
-user without root, anything of this on macOS) is left out and named, with the
+user without root, most of it on macOS) is left out and named, with the
 reason, in :attr:`Protections.missing`; :meth:`Protections.describe` is the
 line a test result shows.
 
