@@ -34,6 +34,21 @@ class HistoryFormatError(ValueError):
         self.line = line
 
 
+class _Interned:
+    """Equal values built once: operations with equal inputs and outputs then share
+    the very same objects, which lets the checker group them cheaply."""
+
+    def __init__(self) -> None:
+        self._made: dict[tuple[Any, ...], Any] = {}
+
+    def __call__(self, kind: Any, *fields: Any) -> Any:
+        key = (kind, *fields)
+        value = self._made.get(key)
+        if value is None:
+            value = self._made[key] = kind(*fields)
+        return value
+
+
 def _lines(path: str | Path) -> list[str]:
     with open(path, encoding="utf-8") as f:
         return f.read().splitlines()
@@ -77,6 +92,7 @@ def read_etcd_log(path: str | Path) -> list[Operation]:
     """
     ops: list[Operation | None] = []
     open_ops: dict[int, tuple[int, str, Any, int]] = {}  # process -> (slot, f, input, call line)
+    make = _Interned()
     for number, line in enumerate(_lines(path), start=1):
         tokens = line.split()
         if not tokens:
@@ -102,15 +118,15 @@ def read_etcd_log(path: str | Path) -> list[Operation]:
             if f == ":read":
                 if value is not None:
                     raise HistoryFormatError(path, number, f"expected 'nil' on a read invoke, found {value!r}")
-                inp: Any = Read()
+                inp: Any = make(Read)
             elif f == ":write":
                 if not isinstance(value, int):
                     raise HistoryFormatError(path, number, f"expected a number to write, found {value!r}")
-                inp = Write(value)
+                inp = make(Write, value)
             else:
                 if not isinstance(value, tuple):
                     raise HistoryFormatError(path, number, f"expected a cas value '[A B]', found {value!r}")
-                inp = Cas(value[0], value[1])
+                inp = make(Cas, value[0], value[1])
             open_ops[process] = (len(ops), f, inp, number)
             ops.append(None)
             continue
@@ -126,14 +142,14 @@ def read_etcd_log(path: str | Path) -> list[Operation]:
             if f == ":read":
                 if value == ":timed-out":
                     raise HistoryFormatError(path, number, "expected the value read (N or nil), found :timed-out")
-                out: Any = ReadResult(value)
+                out: Any = make(ReadResult, value)
             elif f == ":write":
-                out = WriteOk()
+                out = make(WriteOk)
             else:
-                out = CasResult(True)
+                out = make(CasResult, True)
         else:  # :fail
             if f == ":cas":
-                out = CasResult(False)
+                out = make(CasResult, False)
             elif f == ":read":
                 out = None  # a timed-out read: completed here, result unknown, no effect
             else:
@@ -164,6 +180,7 @@ def read_kv_edn(path: str | Path) -> list[Operation]:
     """
     ops: list[Operation | None] = []
     open_ops: dict[int, tuple[int, str, Any, int]] = {}
+    make = _Interned()
     for number, line in enumerate(_lines(path), start=1):
         text = line.strip()
         if not text:
@@ -182,11 +199,11 @@ def read_kv_edn(path: str | Path) -> list[Operation]:
             if f == "get":
                 if value is not None:
                     raise HistoryFormatError(path, number, f"expected :value nil on a get invoke, found {raw}")
-                inp: Any = Get(key)
+                inp: Any = make(Get, key)
             else:
                 if value is None:
                     raise HistoryFormatError(path, number, f"expected a quoted string value on a {f} invoke")
-                inp = Put(key, value) if f == "put" else Append(key, value)
+                inp = make(Put if f == "put" else Append, key, value)
             open_ops[process] = (len(ops), f, inp, number)
             ops.append(None)
             continue
@@ -200,9 +217,9 @@ def read_kv_edn(path: str | Path) -> list[Operation]:
         if f == "get":
             if value is None:
                 raise HistoryFormatError(path, number, "expected the quoted value read on a get :ok, found nil")
-            out: Any = GetResult(value)
+            out: Any = make(GetResult, value)
         elif f == "put":
-            out = PutOk()
+            out = make(PutOk)
         else:
             out = None
         ops[slot] = Operation(process, inp, out, call, number, call)

@@ -1,24 +1,48 @@
 """Linearizability checking for histories of operations against a sequential model.
 
 The search is Wing & Gong's, with Lowe's memoization and Horn & Kroening's
-P-compositionality, as in Porcupine. Per partition, calls and returns form one
-doubly linked list sorted by time (calls before returns at equal times: the
-intervals are closed). Walking the list, a call whose model step is legal is
-lifted out and pushed on a stack; reaching a return means that operation can no
-longer be placed, so the search backtracks.
+P-compositionality, as in Porcupine. A history is split into independent
+partitions (one per key of a key-value store) and each is searched for an
+order of its operations that respects real time and the model: an operation
+may go next only if it was called no later than every unplaced operation
+returned (intervals are closed). A legal next operation is placed and pushed
+on a stack; when nothing can go next the search backtracks. The memo skips a
+(set of placed operations, state) pair seen before: its future is the same.
 
-Three reductions keep the verdict exact while cutting the search:
+Every shortcut below keeps the verdict exact. Each comes with its proof,
+because a wrong "not linearizable" costs a correct student points.
 
-* **Identical operations go in real-time order.** Two operations with the same
-  input and output whose intervals are ordered (one calls and returns no later
-  than the other) can always swap places in a linearization, so the search only
-  tries the earlier one first.
-* **An operation that leaves the state unchanged is placed at once.** If it is
-  legal now it stays legal if moved to the front, so there is nothing to choose.
-* **Operations with an unknown outcome are optional.** They may take effect at
-  any point after their call, or never. A failed search state with fewer
-  optional operations used dominates one with more, so the memo stores, per
-  (known operations done, state), the sets of optional operations used.
+* **Identical operations go in real-time order.** Let j and i have equal
+  input and output, with ``call_j <= call_i`` and ``ret_j <= ret_i``. In any
+  valid order with i before j, swapping the two gives a valid order: the
+  model sees the same sequence of steps, and every real-time constraint
+  still holds (j moves earlier, but nothing that must precede j was placed
+  after i; i moves later, but no later than where j was, and j returned no
+  later than i did). Each swap raises the sum of (rank * position), so
+  swapping ends, in an order where j comes before i. The search therefore
+  places i only after j. Both must have known outcomes, or both unknown
+  (then "i taken effect and j not" becomes "j taken effect" in i's place).
+* **A read placed at once.** If the model says an operation is read-only
+  (``Model.read_only``: it leaves every state in which it is legal
+  unchanged) and it is legal now and may go next, it is placed without
+  trying anything else first. In any valid completion it can be moved to
+  the front: it changes no state, so every other operation sees the same
+  states, and nothing unplaced must precede it (it may go next). So if
+  placing it fails, the state before fails too. (This is not true of an
+  operation that only happens to leave *this* state unchanged, such as a
+  write of the value already held: moved earlier, it would not reset the
+  state later. Such operations get no shortcut.)
+* **Operations with an unknown outcome are optional.** They may take effect
+  at any point after their call, or never, and they never constrain when
+  others go. A search state with fewer of them placed dominates one with
+  more and the same state and completed operations: every continuation of
+  the second is a continuation of the first. So the memo skips a state
+  dominated by one already seen, and an optional operation that would leave
+  the current state unchanged is not placed (the result is dominated).
+  They are tried only after every completed operation that could go next.
+* **Lookahead** (``Model.lookahead``, the key-value model has one): after a
+  step, if an unplaced completed operation can provably never become legal
+  again, the step is a dead end.
 
 Partitions are searched interleaved, a few thousand steps at a time, so a hard
 but linearizable partition cannot delay the verdict on a quickly illegal one.
@@ -28,7 +52,9 @@ from __future__ import annotations
 
 import gc
 import time
+from bisect import bisect_right
 from dataclasses import dataclass, field
+from operator import gt, lt
 from typing import Any, Callable, Hashable, Iterator, Sequence
 
 __all__ = [
@@ -50,9 +76,16 @@ UNKNOWN = "unknown"
 
 # Steps one partition runs before the next partition gets its turn.
 _SLICE = 4000
+# Completed operations beyond the ones that may go next that the lookahead is asked about.
+_LOOK_BEYOND = 4
 # Effort allowed for shrinking a failure to a minimal conflicting subset.
-_MINIMIZE_MAX_OPS = 120
 _MINIMIZE_STEPS = 50_000
+# Operations of the longest partial order listed in an explanation (the last ones).
+_SHOW_LAST = 8
+
+# Step-cache markers: an illegal step, and a state not tried yet.
+_ILLEGAL = object()
+_MISS = object()
 
 
 class HistoryError(ValueError):
@@ -100,6 +133,9 @@ class Model:
     example one per key of a key-value store, as a list of ``(key, ops)``.
     ``state_key(state)`` (optional) gives a hashable value that is equal for
     equivalent states (default: the state itself, which must then be hashable).
+    ``read_only(input, output)`` (optional) is True only if that operation
+    leaves every state in which it is legal unchanged (a read, a failed
+    compare-and-set); the checker then places it as soon as it is legal.
     ``lookahead(ops)`` (optional) is called once per partition and returns a
     function ``viable(state, done, i)``: False only if ``ops[i]`` can never
     become legal from ``state`` using the operations not yet placed (``done``
@@ -115,6 +151,7 @@ class Model:
     describe_operation: Callable[[Any, Any], str] = _describe_default
     describe_state: Callable[[Any], str] = _describe_state_default
     lookahead: Callable[[list[Operation]], Callable[[Any, int, int], bool]] | None = None
+    read_only: Callable[[Any, Any], bool] | None = None
 
 
 def describe_client(client: Hashable) -> str:
@@ -175,89 +212,381 @@ class LinearizabilityResult:
 # --------------------------------------------------------------------------
 
 
+def _by_call(op: Operation) -> float:
+    return op.call
+
+
 class _Search:
     """A resumable search over one partition. ``run()`` is a generator that
-    yields after every slice of steps and returns True (linearizable) or False.
+    yields after every slice of steps (operations placed) and returns True
+    (linearizable) or False.
 
-    Operations with a known outcome live in a doubly linked list of calls and
-    returns sorted by time. Operations with an unknown outcome (optional) have
-    no return and live in a second list of calls; they are tried only after
-    every known operation that could go next, so the search first looks for
-    orders that use few of them.
+    Operations are renumbered: those with a known outcome first, by call time
+    (0 .. nk-1), then the optional ones by call time (nk .. n-1); ``ops`` is in
+    that order and bit j of a placed set stands for ``ops[j]``. The completed
+    operations that may go next are the unplaced ones among the first
+    ``bisect(kcalls, ret)`` by call, where ``ret`` is the earliest return of an
+    unplaced completed operation (and likewise for the optional ones). What
+    the search needs per operation (its step cache, its identical predecessor,
+    that bound) is worked out the first time the search reaches it: an illegal
+    history is often refuted long before its end.
+
+    The search tracks state keys only (``Model.state_key``, by default the
+    state itself); ``states`` maps each key to a state it stands for.
     """
 
-    def __init__(self, ops: list[Operation], model: Model) -> None:
-        self.ops = ops
+    def __init__(self, ops: Sequence[Operation], model: Model) -> None:
+        krets: list[float] = [op.ret for op in ops]  # type: ignore[misc]
+        if None in krets:
+            known = [op for op in ops if op.ret is not None]
+            optional = [op for op in ops if op.ret is None]
+            krets = [op.ret for op in known]  # type: ignore[misc]
+        else:
+            known = list(ops)
+            optional = []
+        kcalls = [op.call for op in known]
+        if any(map(lt, krets, kcalls)):
+            raise HistoryError("an operation returns before its call")
+        if any(map(gt, kcalls, kcalls[1:])):
+            known.sort(key=_by_call)
+            kcalls = [op.call for op in known]
+            krets = [op.ret for op in known]  # type: ignore[misc]
+        ocalls = [op.call for op in optional]
+        if any(map(gt, ocalls, ocalls[1:])):
+            optional.sort(key=_by_call)
+            ocalls = [op.call for op in optional]
+        self.ops = known + optional if optional else known
         self.model = model
-        n = self.n = len(ops)
+        self.n = len(self.ops)
+        self.nk = len(known)
+        self.kcalls = kcalls
+        self.krets = krets
+        self.ocalls = ocalls
         self.steps = 0
-        # Deepest point reached: (order, states after each, final state, blocking op, candidates)
-        self.best_known = -1
-        self.best: tuple[list[int], list[Any], Any, int | None, list[int]] | None = None
+        # Operations whose result was found impossible somewhere: a failure's suspects.
+        self.blamed: set[int] = set()
+        self.states: dict[Hashable, Any] = {}
+        # The deepest point reached (most completed operations placed), for
+        # explanations: the stack there (op, key before, ...), the key after,
+        # and where the window of candidates stood.
+        self.best_stack: list[tuple[int, Hashable, int, int]] = []
+        self.best_key: Hashable = None
+        self.best_window = (0, 0)
+        self.best_depth = 0
+        self.rorder: list[int] = []
         self.witness: list[int] = []
-        self.witness_states: list[Any] = []
+        self.witness_keys: list[Hashable] = []
 
-        known = [op.ret is not None for op in ops]
-        self.known = known
-        events: list[tuple[float, int, int]] = []
-        for i, op in enumerate(ops):
-            events.append((op.call, 0, i))
-            if known[i]:
-                events.append((op.ret, 1, i))  # type: ignore[arg-type]
-        events.sort()
-        # Entries: call of op i is i, return of op i is n + i; then the sentinels.
-        head, tail, ohead, otail = 2 * n, 2 * n + 1, 2 * n + 2, 2 * n + 3
-        self.head, self.ohead, self.otail = head, ohead, otail
-        size = 2 * n + 4
-        nxt = [tail] * size
-        prv = [head] * size
-        pos = [len(events)] * size  # rank in time order; the tails come last
-        last, olast = head, ohead
-        for rank, (_, kind, i) in enumerate(events):
-            e = i if kind == 0 else n + i
-            pos[e] = rank
-            if kind == 0 and not known[i]:
-                nxt[olast] = e
-                prv[e] = olast
-                olast = e
-            else:
-                nxt[last] = e
-                prv[e] = last
-                last = e
-        nxt[last] = tail
-        prv[tail] = last
-        nxt[olast] = otail
-        prv[otail] = olast
-        self.nxt, self.prv, self.pos = nxt, prv, pos
-
-        # Identical operations (same input and output) are placed in real-time order.
-        self.predbit = [0] * n
-        groups: dict[Any, list[int]] = {}
-        for i, op in enumerate(ops):
-            try:
-                groups.setdefault((op.input, op.output), []).append(i)
-            except TypeError:  # unhashable input or output: no grouping
-                pass
-        inf = float("inf")
-        rets = [inf if op.ret is None else op.ret for op in ops]
-        for members in groups.values():
-            members.sort(key=lambda i: (ops[i].call, rets[i], i))
-            for at in range(1, len(members)):
-                i = members[at]
-                for j in reversed(members[:at]):
-                    if rets[j] <= rets[i]:
-                        self.predbit[i] = 1 << j
+    def run(self, slice_steps: int = _SLICE) -> Iterator[None]:
+        ops = self.ops
+        n, nk = self.n, self.nk
+        model = self.model
+        step = model.step
+        keyf = model.state_key
+        keyless = keyf is None
+        read_only = model.read_only
+        kcalls, krets, ocalls = self.kcalls, self.krets, self.ocalls
+        state = model.init()
+        if keyless:
+            sk = state
+        else:
+            sk = keyf(state)
+            self.states[sk] = state
+        states = self.states
+        self.best_key = sk
+        if nk == 0:
+            return True
+        if n == nk and all(map(lt, krets, kcalls[1:])):
+            # Each operation returned before the next was called: the only
+            # order that respects real time is this one.
+            return self._replay(state, sk)
+        viable = None if model.lookahead is None else model.lookahead(ops)
+        self.rorder = rorder = sorted(range(nk), key=krets.__getitem__)
+        rorder.append(n)  # a sentinel: done[n] stays False
+        khi = [-1] * nk  # per completed op j: how many completed ops were called by its return
+        ohi = [-1] * nk  # the same for optional ops, offset by nk
+        has_optional = n > nk
+        # Per operation, set when the search first reaches it: the step cache
+        # (state key -> key after, or _ILLEGAL) it shares with the operations
+        # that have the very same input and output objects, whether it is
+        # read-only, and the identical operation that must go before it
+        # (n + 1, always done, when there is none).
+        caches: list[dict[Hashable, Hashable] | None] = [None] * n
+        ro = [False] * n
+        pred = [n + 1] * n
+        classes: dict[tuple[int, int], tuple[dict[Hashable, Hashable], bool, list[int]]] = {}
+        done = [False] * (n + 2)
+        done[n + 1] = True
+        illegal = _ILLEGAL
+        miss = _MISS
+        # klin: completed operations placed (bits 0..nk-1); olin: optional ones (bits nk..n-1).
+        klin = olin = 0
+        # Stack entries: (op, state key before, klo before, rp before)
+        stack: list[tuple[int, Hashable, int, int]] = []
+        push, pop = stack.append, stack.pop
+        seen: set[tuple[int, Hashable]] = set()
+        blamed = self.blamed
+        dominated: dict[tuple[int, Hashable], list[int]] = {}
+        yield_at = slice_steps  # the next yield comes at the first dead end after this many steps
+        pops = 0  # operations placed = pops + len(stack)
+        depth = best_depth = 0  # completed operations placed (now, at most)
+        klo = 0  # the first unplaced completed operation by call
+        rp = 0  # rorder[rp]: the unplaced completed operation that returns first
+        j = rorder[0]
+        hi = khi[j] = bisect_right(kcalls, krets[j])
+        phase = 0  # 0: trying completed operations, 1: trying optional ones
+        c = 0
+        while True:
+            while c < hi:
+                if done[c]:
+                    c += 1
+                    continue
+                cache = caches[c]
+                if cache is None:
+                    op = ops[c]
+                    ident = (id(op.input), id(op.output))
+                    cls = classes.get(ident)
+                    if cls is None:
+                        cls = classes[ident] = (
+                            {}, read_only is not None and bool(read_only(op.input, op.output)), []
+                        )
+                    cache, ro[c], members = cls
+                    caches[c] = cache
+                    if members:
+                        if c < nk:
+                            mine = krets[c]
+                            for p in reversed(members):
+                                if p < nk and krets[p] <= mine:
+                                    pred[c] = p
+                                    break
+                        elif members[-1] >= nk:
+                            pred[c] = members[-1]
+                    members.append(c)
+                if not done[pred[c]]:
+                    c += 1
+                    continue
+                nsk = cache.get(sk, miss)
+                if nsk is miss:
+                    op = ops[c]
+                    legal, ns = step(sk if keyless else states[sk], op.input, op.output)
+                    if not legal:
+                        nsk = illegal
+                    elif keyless:
+                        nsk = ns
+                    else:
+                        nsk = keyf(ns)
+                        states.setdefault(nsk, ns)
+                    cache[sk] = nsk
+                if nsk is illegal:
+                    blamed.add(c)
+                    c += 1
+                    continue
+                if phase:
+                    # An optional operation; one that changes nothing is never needed.
+                    if nsk == sk:
+                        c += 1
+                        continue
+                    nol = olin | 1 << c
+                    dkey = (klin, nsk)
+                    others = dominated.get(dkey)
+                    if others is None:
+                        dominated[dkey] = [nol]
+                    else:
+                        for other in others:
+                            if not other & ~nol:
+                                break
+                        else:
+                            other = -1
+                        if other != -1:
+                            c += 1
+                            continue
+                        others.append(nol)
+                    push((c, sk, klo, rp))
+                    done[c] = True
+                    olin = nol
+                    sk = nsk
+                    phase = 0
+                    hi = khi[rorder[rp]]
+                elif ro[c]:
+                    # A legal read: placed at once, no memo, no lookahead (nothing changed).
+                    push((c, sk, klo, rp))
+                    done[c] = True
+                    klin |= 1 << c
+                    depth += 1
+                    if c == rorder[rp]:
+                        rp += 1
+                        while done[rorder[rp]]:
+                            rp += 1
+                        if rp == nk:
+                            return self._found(stack, sk, pops)
+                        j = rorder[rp]
+                        hi = khi[j]
+                        if hi < 0:
+                            hi = khi[j] = bisect_right(kcalls, krets[j])
+                    if c == klo:
+                        klo += 1
+                        while done[klo]:
+                            klo += 1
+                    c = klo
+                    continue
+                else:
+                    nkl = klin | 1 << c
+                    dkey = (nkl, nsk)
+                    if has_optional:
+                        others = dominated.get(dkey)
+                        if others is None:
+                            dominated[dkey] = [olin]
+                        else:
+                            for other in others:
+                                if not other & ~olin:
+                                    break
+                            else:
+                                other = -1
+                            if other != -1:
+                                c += 1
+                                continue
+                            others.append(olin)
+                    elif dkey in seen:
+                        c += 1
+                        continue
+                    else:
+                        seen.add(dkey)
+                    push((c, sk, klo, rp))
+                    done[c] = True
+                    klin = nkl
+                    sk = nsk
+                    depth += 1
+                    if c == rorder[rp]:
+                        rp += 1
+                        while done[rorder[rp]]:
+                            rp += 1
+                        if rp == nk:
+                            return self._found(stack, sk, pops)
+                        j = rorder[rp]
+                        hi = khi[j]
+                        if hi < 0:
+                            hi = khi[j] = bisect_right(kcalls, krets[j])
+                    if c == klo:
+                        klo += 1
+                        while done[klo]:
+                            klo += 1
+                c = klo
+                if viable is None:
+                    continue
+                b = klo
+                end = min(hi + _LOOK_BEYOND, nk)
+                state = sk if keyless else states[sk]
+                lin = klin | olin
+                while b < end:
+                    if not done[b] and not viable(state, lin, b):
                         break
-        # Step results cached per (input, output) and state key.
-        shared: dict[Any, dict[Hashable, Any]] = {}
-        self.caches: list[dict[Hashable, Any]] = []
-        for op in ops:
-            try:
-                self.caches.append(shared.setdefault((op.input, op.output), {}))
-            except TypeError:
-                self.caches.append({})
+                    b += 1
+                else:
+                    continue
+                break  # operation b can never become legal: a dead end
+            else:
+                if not phase and has_optional:
+                    phase = 1
+                    c = nk
+                    j = rorder[rp]
+                    hi = ohi[j]
+                    if hi < 0:
+                        hi = ohi[j] = nk + bisect_right(ocalls, krets[j])
+                    continue
+            # A dead end: nothing more can be placed from here. Backtrack.
+            if depth > best_depth:
+                best_depth = self.best_depth = depth
+                self.best_stack = stack[:]
+                self.best_key = sk
+                self.best_window = (klo, rp)
+            if pops + len(stack) >= yield_at:
+                self.steps = pops + len(stack)
+                yield
+                yield_at = self.steps + slice_steps
+            while True:
+                if not stack:
+                    self.steps = pops
+                    return False
+                c, sk, klo, rp = pop()
+                pops += 1
+                done[c] = False
+                if c >= nk:
+                    olin ^= 1 << c
+                    phase = 1
+                    hi = ohi[rorder[rp]]
+                    break
+                klin ^= 1 << c
+                depth -= 1
+                if not ro[c]:
+                    phase = 0
+                    hi = khi[rorder[rp]]
+                    break
+            c += 1
 
-    def _step(self, i: int, state: Any) -> tuple[Any, Hashable] | None:
+    def _found(self, stack: list[tuple[int, Hashable, int, int]], sk: Hashable, pops: int) -> bool:
+        """Record the witness once every completed operation is placed."""
+        self.steps = pops + len(stack)
+        self.witness = [entry[0] for entry in stack]
+        self.witness_keys = [entry[1] for entry in stack[1:]]
+        self.witness_keys.append(sk)
+        return True
+
+    def _replay(self, state: Any, sk: Hashable) -> bool:
+        """Check a partition whose operations do not overlap, in their only order."""
+        step = self.model.step
+        keyf = self.model.state_key
+        states = self.states
+        stack: list[tuple[int, Hashable, int, int]] = []
+        for c, op in enumerate(self.ops):
+            legal, state = step(state, op.input, op.output)
+            if not legal:
+                self.steps = self.best_depth = c
+                self.best_stack = stack
+                self.best_key = sk
+                self.best_window = (c, c)
+                self.rorder = list(range(self.nk)) + [self.n]
+                return False
+            stack.append((c, sk, c, c))
+            if keyf is None:
+                sk = state
+            else:
+                sk = keyf(state)
+                states.setdefault(sk, state)
+        self.steps = len(stack)
+        self.witness = list(range(len(stack)))
+        self.witness_keys = [entry[1] for entry in stack[1:]] + [sk]
+        return True
+
+    def state(self, key: Hashable) -> Any:
+        """A state whose key is ``key``."""
+        return key if self.model.state_key is None else self.states[key]
+
+    def witness_states(self) -> list[Any]:
+        """The state after each operation of the witness order."""
+        return [self.state(key) for key in self.witness_keys]
+
+    def deepest(self) -> tuple[list[int], list[Any], Any, int | None, list[int]]:
+        """Where the search got furthest: the order of operations placed, the state
+        after each and at the end, the unplaced completed operation that returns
+        first there, and every operation that could go next."""
+        state = self.state
+        stack = self.best_stack
+        order = [entry[0] for entry in stack]
+        after = [state(entry[1]) for entry in stack[1:]] + ([state(self.best_key)] if stack else [])
+        klo, rp = self.best_window
+        placed = set(order)
+        blocking = self.rorder[rp] if self.rorder and self.rorder[rp] < self.nk else None
+        candidates: list[int] = []
+        if blocking is not None:
+            bound = self.krets[blocking]
+            candidates = [j for j in range(klo, bisect_right(self.kcalls, bound)) if j not in placed]
+            candidates += [
+                j for j in range(self.nk, self.nk + bisect_right(self.ocalls, bound)) if j not in placed
+            ]
+        return order, after, state(self.best_key), blocking, candidates
+
+    def step_result(self, i: int, state: Any) -> tuple[Any, Hashable] | None:
+        """``(new state, its key)`` after ``ops[i]`` from ``state``, or None if illegal."""
         op = self.ops[i]
         legal, new_state = self.model.step(state, op.input, op.output)
         if not legal:
@@ -265,198 +594,25 @@ class _Search:
         key = self.model.state_key
         return new_state, (new_state if key is None else key(new_state))
 
-    def _frontier(self) -> tuple[int | None, list[int]]:
-        """The first operation whose return is still in the list, and the calls that could go next."""
-        nxt, n, pos = self.nxt, self.n, self.pos
-        e = nxt[self.head]
-        candidates = []
-        while e < n:
-            candidates.append(e)
-            e = nxt[e]
-        o = nxt[self.ohead]
-        while o < n and pos[o] < pos[e]:
-            candidates.append(o)
-            o = nxt[o]
-        candidates.sort(key=lambda i: pos[i])
-        return (e - n if e < 2 * n else None), candidates
-
-    def _record(self, stack: list[tuple[int, Any, Hashable, bool, int]], state: Any, known_done: int) -> None:
-        self.best_known = known_done
-        order = [entry[0] for entry in stack]
-        states = [entry[1] for entry in stack[1:]] + [state]
-        blocking, candidates = self._frontier()
-        self.best = (order, states, state, blocking, candidates)
-
-    def run(self, slice_steps: int = _SLICE) -> Iterator[None]:
-        n = self.n
-        known = self.known
-        nxt, prv, pos = self.nxt, self.prv, self.pos
-        head, ohead, otail = self.head, self.ohead, self.otail
-        predbit = self.predbit
-        caches = self.caches
-        step = self._step
-        viable = None if self.model.lookahead is None else self.model.lookahead(self.ops)
-        bits = [1 << i for i in range(n)]
-        known_mask = 0
-        for i in range(n):
-            if known[i]:
-                known_mask |= bits[i]
-        has_optional = known_mask != (1 << n) - 1
-        remaining = known_total = sum(known)
-
-        state = self.model.init()
-        sk = state if self.model.state_key is None else self.model.state_key(state)
-        lin = 0
-        # Stack entries: (op, state before, its key, placed without choice, optional limit)
-        stack: list[tuple[int, Any, Hashable, bool, int]] = []
-        failed_set: set[tuple[int, Hashable]] = set()
-        failed_dom: dict[tuple[int, Hashable], list[int]] = {}
-        self._record(stack, state, 0)
-        if remaining == 0:
-            return True
-        miss = object()
-        countdown = slice_steps
-        steps = 0
-        e = nxt[head]  # cursor in the list of known operations
-        o = -1  # cursor in the list of optional operations (-1: not walking it)
-        limit = 0  # optional operations called before this rank may go next
-        while True:
-            countdown -= 1
-            if not countdown:
-                steps += slice_steps
-                self.steps = steps
-                yield
-                countdown = slice_steps
-            if o < 0:
-                if e >= n:
-                    # Reached a return: every known operation that could go next was tried.
-                    if not has_optional:
-                        cand = -1
-                    else:
-                        limit = pos[e]
-                        o = nxt[ohead]
-                        continue
-                else:
-                    cand = e
-            elif o != otail and pos[o] < limit:
-                cand = o
-            else:
-                cand = -1
-            if cand >= 0:
-                pb = predbit[cand]
-                if pb and not lin & pb:
-                    if o < 0:
-                        e = nxt[e]
-                    else:
-                        o = nxt[o]
-                    continue
-                cache = caches[cand]
-                r = cache.get(sk, miss)
-                if r is miss:
-                    r = cache[sk] = step(cand, state)
-                if r is None:
-                    if o < 0:
-                        e = nxt[e]
-                    else:
-                        o = nxt[o]
-                    continue
-                ns, nsk = r
-                forced = nsk == sk
-                if forced and o >= 0:
-                    # An optional operation that changes nothing is never needed.
-                    o = nxt[o]
-                    continue
-                nl = lin | bits[cand]
-                if has_optional:
-                    kb = nl & known_mask
-                    seen = failed_dom.get((kb, nsk))
-                    pruned = False
-                    if seen is not None:
-                        ob = nl ^ kb
-                        for used in seen:
-                            if not used & ~ob:
-                                pruned = True
-                                break
-                else:
-                    pruned = (nl, nsk) in failed_set
-                if not pruned:
-                    stack.append((cand, state, sk, forced, limit))
-                    lin = nl
-                    state = ns
-                    sk = nsk
-                    p, q = prv[cand], nxt[cand]
-                    nxt[p] = q
-                    prv[q] = p
-                    if o < 0:
-                        r_e = n + cand
-                        p, q = prv[r_e], nxt[r_e]
-                        nxt[p] = q
-                        prv[q] = p
-                        remaining -= 1
-                        if remaining == 0:
-                            self.steps = steps + slice_steps - countdown
-                            self.witness = [entry[0] for entry in stack]
-                            self.witness_states = [entry[1] for entry in stack[1:]] + [state]
-                            return True
-                        if known_total - remaining > self.best_known:
-                            self._record(stack, state, known_total - remaining)
-                    o = -1
-                    e = nxt[head]
-                    if viable is None or forced:
-                        continue
-                    # Every operation that could go next, and the one that must go
-                    # soonest, must still be able to become legal.
-                    b = e
-                    while b < n and viable(state, lin, b):
-                        b = nxt[b]
-                    if b >= n and viable(state, lin, b - n):
-                        continue
-                    # One of them never can: a dead end.
-                elif not forced:
-                    if o < 0:
-                        e = nxt[e]
-                    else:
-                        o = nxt[o]
-                    continue
-                # Otherwise a state-preserving operation led to a known failure: so does this state.
-            # Backtrack: nothing more can be placed from the current state.
-            while True:
-                if not stack:
-                    self.steps = steps + slice_steps - countdown
-                    return False
-                if has_optional:
-                    kb = lin & known_mask
-                    failed_dom.setdefault((kb, sk), []).append(lin ^ kb)
-                else:
-                    failed_set.add((lin, sk))
-                top, state, sk, forced, limit = stack.pop()
-                lin ^= bits[top]
-                if known[top]:
-                    r_e = n + top
-                    prv[nxt[r_e]] = r_e
-                    nxt[prv[r_e]] = r_e
-                    remaining += 1
-                prv[nxt[top]] = top
-                nxt[prv[top]] = top
-                if not forced:
-                    break
-            if known[top]:
-                o = -1
-                e = nxt[top]
-            else:
-                o = nxt[top]
-
 
 # --------------------------------------------------------------------------
 # check()
 # --------------------------------------------------------------------------
 
 
-def _validate(ops: Sequence[Operation]) -> None:
+def _validate(ops: list[Operation]) -> None:
+    """Raise a HistoryError naming the first malformed item of ``ops``, if any."""
     for pos, op in enumerate(ops):
         if not isinstance(op, Operation):
             raise HistoryError(f"item {pos} of the history is {op!r}, not an Operation")
-        if op.ret is not None and op.ret < op.call:
+        try:
+            backwards = op.ret is not None and op.ret < op.call
+        except TypeError:
+            raise HistoryError(
+                f"operation {_label(op, pos)} of {describe_client(op.client)} has call time {op.call!r} and "
+                f"return time {op.ret!r}; times must be numbers (the return None if it never returned)"
+            ) from None
+        if backwards:
             raise HistoryError(
                 f"operation {_label(op, pos)} of {describe_client(op.client)} returns at t={_fmt_time(op.ret)}, "
                 f"before its call at t={_fmt_time(op.call)}"
@@ -503,6 +659,8 @@ def _interleave(
             except StopIteration as stop:
                 if not stop.value:
                     return NOT_LINEARIZABLE, i, sum(s.steps for s in searches)
+            if max_steps is None and deadline is None:
+                continue
             out_of_steps = max_steps is not None and sum(s.steps for s in searches) >= max_steps
             out_of_time = deadline is not None and time.monotonic() >= deadline
             if (out_of_steps or out_of_time) and (unfinished or pos + 1 < len(active)):
@@ -522,22 +680,27 @@ def check(
     """Decide whether ``ops`` is linearizable with respect to ``model``.
 
     Returns "unknown" (never a wrong verdict) if ``max_steps`` search steps or
-    ``time_limit`` seconds run out first. With ``explain=False`` a failure
-    gets no explanation text and no minimal conflict (faster).
+    ``time_limit`` seconds run out first. A step places one operation; budgets
+    are checked whenever the search backtracks, so a search may finish a run
+    of placements beyond them. With ``explain=False`` a failure gets no
+    explanation text and no minimal conflict (faster).
     """
     ops = list(ops)
-    _validate(ops)
-    if any(op.index is None for op in ops):
-        ops = [op if op.index is not None else _with_index(op, pos) for pos, op in enumerate(ops)]
-    parts = _partitions(ops, model)
-    searches = [_Search(part, model) for _, part in parts]
+    try:
+        if None in [op.index for op in ops]:
+            ops = [op if op.index is not None else _with_index(op, pos) for pos, op in enumerate(ops)]
+        parts = _partitions(ops, model)
+        searches = [_Search(part, model) for _, part in parts]
+    except (AttributeError, TypeError, HistoryError):
+        _validate(ops)  # names the malformed operation, if there is one
+        raise
     verdict, bad, steps = _run_interleaved(searches, max_steps, time_limit)
     if verdict == LINEARIZABLE:
         order: list[Operation] = []
         states: list[Any] = []
         for search in searches:
             order.extend(search.ops[i] for i in search.witness)
-            states.extend(search.witness_states)
+            states.extend(search.witness_states())
         explanation = (
             f"Linearizable: the {len(ops)} operations fit the {model.name} model in an order that "
             "respects real time."
@@ -556,8 +719,7 @@ def check(
         return LinearizabilityResult(verdict, model, ops, None, explanation, steps=steps)
     assert bad is not None
     key = parts[bad][0]
-    search = searches[bad]
-    return _explain_failure(search, model, key, model.partition is not None, steps, explain)
+    return _explain_failure(searches[bad], parts[bad][1], model, key, model.partition is not None, steps, explain)
 
 
 def _with_index(op: Operation, pos: int) -> Operation:
@@ -580,80 +742,201 @@ def _op_sentence(model: Model, op: Operation) -> str:
     return f"{who}: {what} (called at t={_fmt_time(op.call)}, returned at t={_fmt_time(op.ret)})"
 
 
-def _relaxed(op: Operation) -> Operation:
-    return Operation(op.client, op.input, None, op.call, op.ret, op.index)
+class _Shrinker:
+    """Finds a minimal set of results that cannot all be right (QuickXplain).
+
+    A trial keeps the results of some candidate operations and forgets the
+    others (output None: "any output", the operation still takes effect).
+    Forgetting results only adds freedom, so a trial that is linearizable
+    stays so with fewer results kept, and one that is not stays so with
+    more: both are remembered, and a trial whose kept results fit an earlier
+    witness order needs no search at all.
+    """
+
+    def __init__(self, ops: list[Operation], model: Model, budget: int) -> None:
+        self.ops = ops
+        self.model = model
+        self.budget = budget
+        # Positions (in ops) of the operations with a result.
+        self.candidates = [j for j, op in enumerate(ops) if op.output is not None]
+        # Made when a trial first needs them: each such operation with its result
+        # forgotten, or None for a read-only one, which is then legal anywhere and
+        # changes nothing, so trials leave it out (the same orders work without it).
+        self.forgotten: dict[int, Operation | None] = {}
+        self.bad: list[frozenset[int]] = []
+        self.good: list[frozenset[int]] = []
+        # Witness orders of linearizable trials: {position in ops: place in the order}, states after each.
+        self.witnesses: list[tuple[dict[int, int], list[Any]]] = []
+
+    def fails(self, keep: frozenset[int]) -> bool | None:
+        """True if the results of ``ops[j]`` for j in ``keep`` cannot all be
+        right; None if the budget ran out."""
+        if any(bad <= keep for bad in self.bad):
+            return True
+        if any(keep <= good for good in self.good) or any(self._fits(keep, *w) for w in self.witnesses):
+            return False
+        if self.budget <= 0:
+            return None
+        trial = [op if op.output is None or j in keep else self._forget(j) for j, op in enumerate(self.ops)]
+        trial = [op for op in trial if op is not None]
+        search = _Search(trial, self.model)
+        verdict, _, steps = _run_interleaved([search], self.budget, None)
+        self.budget -= max(steps, 1)
+        if verdict == UNKNOWN:
+            return None
+        if verdict == NOT_LINEARIZABLE:
+            self.bad.append(keep)
+            return True
+        self.good.append(keep)
+        where = {id(op): j for j, op in enumerate(self.ops)}
+        where.update((id(op), j) for j, op in self.forgotten.items())
+        order = {where[id(search.ops[i])]: place for place, i in enumerate(search.witness)}
+        self.witnesses.append((order, search.witness_states()))
+        return False
+
+    def _forget(self, j: int) -> Operation | None:
+        if j not in self.forgotten:
+            op = self.ops[j]
+            read_only = self.model.read_only
+            if read_only is not None and read_only(op.input, None):
+                self.forgotten[j] = None
+            else:
+                self.forgotten[j] = Operation(op.client, op.input, None, op.call, op.ret, op.index)
+        return self.forgotten[j]
+
+    def _fits(self, keep: frozenset[int], order: dict[int, int], states: list[Any]) -> bool:
+        """Whether a witness order found with fewer results also fits these: every
+        kept result is possible where its operation stands, with the same effect."""
+        step, key = self.model.step, self.model.state_key
+        for j in keep:
+            place = order.get(j)
+            if place is None:
+                return False
+            op = self.ops[j]
+            legal, after = step(states[place - 1] if place else self.model.init(), op.input, op.output)
+            if not legal:
+                return False
+            if (after if key is None else key(after)) != (states[place] if key is None else key(states[place])):
+                return False
+        return True
+
+    def shrink(self, order: list[int]) -> list[int] | None:
+        """A minimal failing subset of ``order`` (which fails as a whole), or None."""
+        try:
+            return self._quickxplain(frozenset(), False, order)
+        except _OutOfBudget:
+            return None
+
+    def _quickxplain(self, base: frozenset[int], changed: bool, candidates: list[int]) -> list[int]:
+        if changed:
+            verdict = self.fails(base)
+            if verdict is None:
+                raise _OutOfBudget
+            if verdict:
+                return []
+        if len(candidates) == 1:
+            return candidates
+        half = len(candidates) // 2
+        first, second = candidates[:half], candidates[half:]
+        from_second = self._quickxplain(base | frozenset(first), True, second)
+        from_first = self._quickxplain(base | frozenset(from_second), bool(from_second), first)
+        return from_first + from_second
 
 
-def _minimal_conflict(ops: list[Operation], model: Model, horizon: float | None) -> list[Operation] | None:
+class _OutOfBudget(Exception):
+    """The shrinking of a failure ran out of search steps."""
+
+
+def _minimal_conflict(
+    part: list[Operation], model: Model, horizon: float | None, culprit: Operation | None, suspects: list[Operation]
+) -> list[Operation] | None:
     """A smallest set of results that cannot all be right, given every operation's effect.
 
-    Starting from the operations called by ``horizon`` (if that prefix is
-    already not linearizable) it forgets one result at a time (output None:
-    "any output") and keeps it forgotten while the history stays not
-    linearizable. Forgetting results only adds freedom, so one pass leaves a
-    set in which every result is needed. Returns those operations, or None if
-    the part is large or the checks need too many steps.
+    It works on the operations called by ``horizon`` if they already fail, with
+    those still running then made open-ended (they may or may not have taken
+    effect by then, and their results are forgotten): a conflict there is one in
+    the whole history. It tries the culprit's result alone, then adds the
+    ``suspects`` (results the search found impossible somewhere) one by one
+    until the kept results fail, and drops those not needed; if the suspects
+    are not enough, it shrinks all results with QuickXplain. Returns None if
+    the checks need too many steps.
     """
-    budget = [_MINIMIZE_STEPS]
-
-    def bad(history: list[Operation]) -> bool | None:
-        if budget[0] <= 0:
-            return None
-        search = _Search(history, model)
-        verdict, _, steps = _run_interleaved([search], budget[0], None)
-        budget[0] -= max(steps, 1)
-        return None if verdict == UNKNOWN else verdict == NOT_LINEARIZABLE
-
-    current = list(ops)
+    ops = part
     if horizon is not None:
-        prefix = [op for op in ops if op.call <= horizon]
-        if len(prefix) < len(ops) and bad(prefix):
-            current = prefix
-    if len(current) > _MINIMIZE_MAX_OPS:
-        return None
-    kept = [True] * len(current)
-    for i in reversed(range(len(current))):
-        if current[i].output is None:
-            kept[i] = False
-            continue
-        kept[i] = False
-        trial = [op if keep else _relaxed(op) for op, keep in zip(current, kept)]
-        verdict = bad(trial)
+        prefix = [op for op in part if op.call <= horizon]
+        if len(prefix) < len(part):
+            ops = [
+                op if op.ret is not None and op.ret <= horizon else Operation(
+                    op.client, op.input, None, op.call, None, op.index
+                )
+                for op in prefix
+            ]
+    shrinker = _Shrinker(ops, model, _MINIMIZE_STEPS)
+    position = {id(op): j for j, op in enumerate(ops)}
+    results = set(shrinker.candidates)
+    kept = [position[id(op)] for op in [culprit, *suspects] if op is not None and position.get(id(op)) in results]
+    kept = list(dict.fromkeys(kept))
+    trial: list[int] = []
+    for j in kept:
+        trial.append(j)
+        verdict = shrinker.fails(frozenset(trial))
         if verdict is None:
             return None
-        kept[i] = not verdict
-    return [op for op, keep in zip(current, kept) if keep]
+        if verdict:
+            # Every result added before the last was not enough: drop the ones not needed.
+            for other in trial[:-1]:
+                fewer = frozenset(trial) - {other}
+                verdict = shrinker.fails(fewer)
+                if verdict is None:
+                    return None
+                if verdict:
+                    trial.remove(other)
+            return [ops[j] for j in sorted(trial)]
+    everything = sorted(results, key=lambda j: j not in kept)
+    if shrinker.fails(frozenset(everything)) is not True:
+        if ops is part:
+            return None
+        # The failure needs later operations: shrink over the whole partition.
+        return _minimal_conflict(part, model, None, culprit, suspects)
+    found = shrinker.shrink(everything)
+    return None if found is None else [ops[j] for j in sorted(found)]
 
 
 def _explain_failure(
-    search: _Search, model: Model, key: Hashable, partitioned: bool, steps: int, explain: bool
+    search: _Search,
+    part: list[Operation],
+    model: Model,
+    key: Hashable,
+    partitioned: bool,
+    steps: int,
+    explain: bool,
 ) -> LinearizabilityResult:
     ops = search.ops
-    assert search.best is not None
-    order_ids, states, final_state, blocking, candidates = search.best
+    order_ids, states, final_state, blocking, candidates = search.deepest()
     order = [ops[i] for i in order_ids]
     # The operation to blame: the first (by return) that could go next but is not
     # possible after the order found; else the one that must go soonest.
     frontier = sorted(set(candidates) | ({blocking} if blocking is not None else set()),
                       key=lambda i: (ops[i].ret is None, ops[i].ret or 0, i))
-    illegal = [i for i in frontier if ops[i].ret is not None and search._step(i, final_state) is None]
+    illegal = [i for i in frontier if ops[i].ret is not None and search.step_result(i, final_state) is None]
     culprit = illegal[0] if illegal else blocking
     offending = [ops[culprit]] if culprit is not None else []
     if not explain:
-        return LinearizabilityResult(NOT_LINEARIZABLE, model, ops, key, "", order, states, offending, None, steps)
+        return LinearizabilityResult(NOT_LINEARIZABLE, model, part, key, "", order, states, offending, None, steps)
     lines: list[str] = []
     where = f" on key {key!r}" if partitioned else ""
     lines.append(
         f"Not linearizable{where}: no order of these {len(ops)} operations respects both real time "
         f"and the {model.name} model."
     )
-    known_total = sum(1 for op in ops if op.ret is not None)
     if order:
+        shown = order[-_SHOW_LAST:]
+        first = len(order) - len(shown)
         lines.append(
-            f"The longest order the checker could build places {search.best_known} of the {known_total} "
-            "operations that completed:"
+            f"The longest order the checker could build places {search.best_depth} of the {search.nk} "
+            "operations that completed" + (f"; its last {len(shown)}:" if first else ":")
         )
-        for number, (op, after) in enumerate(zip(order, states), start=1):
+        for number, (op, after) in enumerate(zip(shown, states[first:]), start=first + 1):
             lines.append(f"  {number}. {_op_sentence(model, op)}; after it {model.describe_state(after)}.")
     else:
         lines.append(f"Not even the first operation can be placed: at the start {model.describe_state(final_state)}.")
@@ -677,7 +960,8 @@ def _explain_failure(
             for other in others:
                 lines.append(f"  - {_op_sentence(model, other)}")
     horizon = max((ops[i].ret for i in frontier if ops[i].ret is not None), default=None)
-    conflict = _minimal_conflict(ops, model, horizon)
+    suspects = sorted((ops[i] for i in search.blamed), key=lambda op: (-op.ret, op.call))  # type: ignore[operator]
+    conflict = _minimal_conflict(part, model, horizon, ops[culprit] if culprit is not None else None, suspects)
     if conflict is not None:
         if len(conflict) == 1:
             lines.append(
@@ -696,7 +980,7 @@ def _explain_failure(
         "missed an earlier completed write, or was a command applied twice or out of order?"
     )
     return LinearizabilityResult(
-        NOT_LINEARIZABLE, model, ops, key, "\n".join(lines), order, states, offending, conflict, steps
+        NOT_LINEARIZABLE, model, part, key, "\n".join(lines), order, states, offending, conflict, steps
     )
 
 

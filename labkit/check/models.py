@@ -10,6 +10,7 @@ recorded): the step is then legal and has its usual effect.
 
 from __future__ import annotations
 
+from bisect import bisect_right
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
@@ -60,7 +61,7 @@ def _kv_key(input: Any) -> str:
 
 def _kv_apply(current: str | None, command: Any, output: Any, missing_text: str | None) -> tuple[bool, str | None]:
     """One KV command on one key whose value is ``current`` (None: missing)."""
-    result = _unwrap(output)
+    result = output.result if isinstance(output, AMOResult) else output
     if isinstance(command, Get):
         if result is None:
             return True, current
@@ -69,14 +70,19 @@ def _kv_apply(current: str | None, command: Any, output: Any, missing_text: str 
         if isinstance(result, KeyNotFound):
             return current is None or current == missing_text, current
         return False, current
-    if isinstance(command, Put):
-        return result is None or isinstance(result, PutOk), command.value
     if isinstance(command, Append):
-        new = (current or "") + command.value
+        new = command.value if current is None else current + command.value
         if result is None:
             return True, new
         return isinstance(result, AppendResult) and result.value == new, new
+    if isinstance(command, Put):
+        return result is None or isinstance(result, PutOk), command.value
     raise TypeError(f"the kv model checks Get, Put and Append commands, not {command!r}")
+
+
+def _kv_read_only(input: Any, output: Any) -> bool:
+    """A Get never changes the store."""
+    return isinstance(input.command if isinstance(input, AMOCommand) else input, Get)
 
 
 def _describe_kv(input: Any, output: Any) -> str:
@@ -128,35 +134,54 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
     if partitioned:
 
         def step(state: str | None, input: Any, output: Any) -> tuple[bool, str | None]:
-            return _kv_apply(state, _unwrap(input), output, missing_text)
+            return _kv_apply(state, input.command if isinstance(input, AMOCommand) else input, output, missing_text)
 
         def partition(ops: Sequence[Operation]) -> list[tuple[Hashable, list[Operation]]]:
             parts: dict[str, list[Operation]] = {}
             for op in ops:
-                parts.setdefault(_kv_key(op.input), []).append(op)
+                command = op.input
+                kind = type(command)
+                if kind is AMOCommand:
+                    command = command.command
+                    kind = type(command)
+                if kind is not Get and kind is not Put and kind is not Append:
+                    key = _kv_key(command)
+                else:
+                    key = command.key
+                part = parts.get(key)
+                if part is None:
+                    parts[key] = [op]
+                else:
+                    part.append(op)
             return list(parts.items())
 
         def lookahead(ops: list[Operation]) -> Callable[[str | None, int, int], bool]:
             # Unless a Put can still come first, the value only grows by appends
             # until ops[i] takes effect, so the value ops[i] reads (or appends to)
-            # must start with the current value.
-            puts = [(j, op.call) for j, op in enumerate(ops) if isinstance(_unwrap(op.input), Put)]
-            puts_before: list[int] = []
-            prefixes: list[str | None] = []
-            for op in ops:
-                result = _unwrap(op.output)
-                prefixes.append(result.value if isinstance(result, (GetResult, AppendResult)) else None)
-                mask = 0
-                for j, call in puts:
-                    if op.ret is None or call <= op.ret:
-                        mask |= 1 << j
-                puts_before.append(mask)
+            # must start with the current value. The Puts that can come before
+            # ops[i] are those called by its return: a prefix of the Puts by call.
+            # Worked out per operation when first asked (most never are).
+            unknown = object()
+            targets: list[Any] = [unknown] * len(ops)
+            puts: list[tuple[list[float], list[int]]] = []
 
             def viable(state: str | None, done: int, i: int) -> bool:
-                if puts_before[i] & ~done:
+                target = targets[i]
+                if target is unknown:
+                    result = _unwrap(ops[i].output)
+                    target = targets[i] = result.value if isinstance(result, (GetResult, AppendResult)) else None
+                if target is None or state is None or target.startswith(state):
                     return True
-                target = prefixes[i]
-                return target is None or state is None or target.startswith(state)
+                if not puts:
+                    put_calls = sorted((op.call, j) for j, op in enumerate(ops) if isinstance(_unwrap(op.input), Put))
+                    masks = [0]
+                    for _, j in put_calls:
+                        masks.append(masks[-1] | 1 << j)
+                    puts.append(([call for call, _ in put_calls], masks))
+                calls, masks = puts[0]
+                ret = ops[i].ret
+                mask = masks[-1] if ret is None else masks[bisect_right(calls, ret)]
+                return done & mask != mask
 
             return viable
 
@@ -168,6 +193,7 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
             describe_operation=_describe_kv,
             describe_state=describe_value,
             lookahead=lookahead,
+            read_only=_kv_read_only,
         )
 
     # Whole map as one state: a tuple of (key, value) pairs sorted by key.
@@ -192,6 +218,7 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
         step=step_map,
         describe_operation=_describe_kv,
         describe_state=describe_map,
+        read_only=_kv_read_only,
     )
 
 
@@ -288,6 +315,11 @@ def _describe_register_state(state: Any) -> str:
     return f"the register held {_show(state)}"
 
 
+def _register_read_only(input: Any, output: Any) -> bool:
+    """A read never changes the register, nor does a compare-and-set known to have failed."""
+    return type(input) is Read or (type(input) is Cas and type(output) is CasResult and not output.ok)
+
+
 def register_model() -> Model:
     """A single register starting as nil, with Read, Write and Cas (etcd's Jepsen tests)."""
     return Model(
@@ -296,4 +328,5 @@ def register_model() -> Model:
         step=_register_step,
         describe_operation=_describe_register,
         describe_state=_describe_register_state,
+        read_only=_register_read_only,
     )
