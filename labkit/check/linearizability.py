@@ -43,6 +43,11 @@ because a wrong "not linearizable" costs a correct student points.
 * **Lookahead** (``Model.lookahead``, the key-value model has one): after a
   step, if an unplaced completed operation can provably never become legal
   again, the step is a dead end.
+* **Overwritten states** (``Model.overwritten``, the key-value model has
+  one): if the model shows that the ways to go on from (placed set, state)
+  do not depend on the state, the memo keys it as "overwritten", so every
+  order of appends that a later Put wipes out is explored once, not once
+  per order.
 
 Partitions are searched interleaved, a few thousand steps at a time, so a hard
 but linearizable partition cannot delay the verdict on a quickly illegal one.
@@ -76,8 +81,6 @@ UNKNOWN = "unknown"
 
 # Steps one partition runs before the next partition gets its turn.
 _SLICE = 4000
-# Completed operations beyond the ones that may go next that the lookahead is asked about.
-_LOOK_BEYOND = 4
 # Effort allowed for shrinking a failure to a minimal conflicting subset.
 _MINIMIZE_STEPS = 50_000
 # Operations of the longest partial order listed in an explanation (the last ones).
@@ -86,6 +89,8 @@ _SHOW_LAST = 8
 # Step-cache markers: an illegal step, and a state not tried yet.
 _ILLEGAL = object()
 _MISS = object()
+# The memo's key for every state that Model.overwritten says no remaining operation can see.
+_OVERWRITTEN = object()
 
 
 class HistoryError(ValueError):
@@ -137,10 +142,19 @@ class Model:
     leaves every state in which it is legal unchanged (a read, a failed
     compare-and-set); the checker then places it as soon as it is legal.
     ``lookahead(ops)`` (optional) is called once per partition and returns a
-    function ``viable(state, done, i)``: False only if ``ops[i]`` can never
-    become legal from ``state`` using the operations not yet placed (``done``
-    is a bitset: bit j is set once ``ops[j]`` is placed). The checker uses it to
-    abandon dead ends early, so it must never answer False wrongly.
+    function ``viable(state, done, i)``: False only if no valid order can go on
+    from ``state`` with the operations in ``done`` placed (a bitset: bit j is
+    set once ``ops[j]`` is placed), for example because ``ops[i]`` can never
+    become legal again. After each step the checker asks it about every
+    unplaced completed operation that may go next and the first one after
+    them by call; ``ops`` lists the completed operations by call, then the
+    others. It must never answer False wrongly.
+    ``overwritten(ops)`` (optional) is called once per partition and returns a
+    function ``dead(state, done)``: True only if the valid ways to go on with
+    the operations in ``done`` placed are the same whatever this state is,
+    because every operation that could still observe it must wait until it
+    has been overwritten (a value that no remaining Get can read before the
+    next Put). The memo then counts all such states as one.
     """
 
     name: str
@@ -152,6 +166,7 @@ class Model:
     describe_state: Callable[[Any], str] = _describe_state_default
     lookahead: Callable[[list[Operation]], Callable[[Any, int, int], bool]] | None = None
     read_only: Callable[[Any, Any], bool] | None = None
+    overwritten: Callable[[list[Operation]], Callable[[Any, int], bool]] | None = None
 
 
 def describe_client(client: Hashable) -> str:
@@ -301,6 +316,7 @@ class _Search:
             # order that respects real time is this one.
             return self._replay(state, sk)
         viable = None if model.lookahead is None else model.lookahead(ops)
+        dead = None if model.overwritten is None else model.overwritten(ops)
         self.rorder = rorder = sorted(range(nk), key=krets.__getitem__)
         rorder.append(n)  # a sentinel: done[n] stays False
         khi = [-1] * nk  # per completed op j: how many completed ops were called by its return
@@ -387,7 +403,8 @@ class _Search:
                         c += 1
                         continue
                     nol = olin | 1 << c
-                    dkey = (klin, nsk)
+                    dkey = (klin, _OVERWRITTEN if dead is not None and dead(
+                        nsk if keyless else states[nsk], klin | nol) else nsk)
                     others = dominated.get(dkey)
                     if others is None:
                         dominated[dkey] = [nol]
@@ -431,7 +448,8 @@ class _Search:
                     continue
                 else:
                     nkl = klin | 1 << c
-                    dkey = (nkl, nsk)
+                    dkey = (nkl, _OVERWRITTEN if dead is not None and dead(
+                        nsk if keyless else states[nsk], nkl | olin) else nsk)
                     if has_optional:
                         others = dominated.get(dkey)
                         if others is None:
@@ -474,7 +492,7 @@ class _Search:
                 if viable is None:
                     continue
                 b = klo
-                end = min(hi + _LOOK_BEYOND, nk)
+                end = min(hi + 1, nk)
                 state = sk if keyless else states[sk]
                 lin = klin | olin
                 while b < end:
@@ -483,7 +501,7 @@ class _Search:
                     b += 1
                 else:
                     continue
-                break  # operation b can never become legal: a dead end
+                break  # the lookahead sees a dead end
             else:
                 if not phase and has_optional:
                     phase = 1

@@ -10,7 +10,7 @@ recorded): the step is then legal and has its usual effect.
 
 from __future__ import annotations
 
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from typing import Any, Callable, Hashable, Sequence
 
@@ -156,34 +156,98 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
             return list(parts.items())
 
         def lookahead(ops: list[Operation]) -> Callable[[str | None, int, int], bool]:
-            # Unless a Put can still come first, the value only grows by appends
-            # until ops[i] takes effect, so the value ops[i] reads (or appends to)
-            # must start with the current value. The Puts that can come before
-            # ops[i] are those called by its return: a prefix of the Puts by call.
-            # Worked out per operation when first asked (most never are).
+            # Between Puts the value only grows by appends, so the value a
+            # completed Get read (or a completed Append returned) must start
+            # with the current value, unless a Put can still come first; then
+            # it must start with the value of one of those Puts (the last one
+            # before it). The Puts that can come first are the unplaced ones
+            # called by its return (a prefix of the Puts by call). Asked about
+            # an operation that observes nothing (an Append whose result is
+            # unknown, an operation that never returned), it answers for the
+            # next unplaced one that does. Worked out per operation when first asked.
+            n = len(ops)
             unknown = object()
-            targets: list[Any] = [unknown] * len(ops)
-            puts: list[tuple[list[float], list[int]]] = []
+            seen: list[Any] = [unknown] * n  # the value ops[j] observes, or None
+            following = [-1] * (n + 1)  # the first j >= i that observes a value (n: none)
+            following[n] = n
+            puts: list[tuple[list[float], list[int], dict[int, str]]] = []
+
+            def observer(i: int) -> int:
+                j = i
+                while following[j] < 0:
+                    value = seen[j]
+                    if value is unknown:
+                        op = ops[j]
+                        result = _unwrap(op.output)
+                        value = seen[j] = (
+                            result.value if op.ret is not None and isinstance(result, (GetResult, AppendResult))
+                            else None
+                        )
+                    if value is not None:
+                        following[j] = j
+                        break
+                    j += 1
+                found = following[j]
+                for k in range(i, j):
+                    following[k] = found
+                return found
 
             def viable(state: str | None, done: int, i: int) -> bool:
-                target = targets[i]
-                if target is unknown:
-                    result = _unwrap(ops[i].output)
-                    target = targets[i] = result.value if isinstance(result, (GetResult, AppendResult)) else None
-                if target is None or state is None or target.startswith(state):
+                if state is None:
+                    return True
+                j = observer(i)
+                while j < n and done >> j & 1:
+                    j = observer(j + 1)
+                if j == n or seen[j].startswith(state):
                     return True
                 if not puts:
-                    put_calls = sorted((op.call, j) for j, op in enumerate(ops) if isinstance(_unwrap(op.input), Put))
+                    put_calls = sorted((op.call, k) for k, op in enumerate(ops) if isinstance(_unwrap(op.input), Put))
                     masks = [0]
-                    for _, j in put_calls:
-                        masks.append(masks[-1] | 1 << j)
-                    puts.append(([call for call, _ in put_calls], masks))
-                calls, masks = puts[0]
-                ret = ops[i].ret
-                mask = masks[-1] if ret is None else masks[bisect_right(calls, ret)]
-                return done & mask != mask
+                    for _, k in put_calls:
+                        masks.append(masks[-1] | 1 << k)
+                    values = {k: _unwrap(ops[k].input).value for _, k in put_calls}
+                    puts.append(([call for call, _ in put_calls], masks, values))
+                calls, masks, values = puts[0]
+                pending = masks[bisect_right(calls, ops[j].ret)] & ~done
+                target = seen[j]
+                while pending:
+                    low = pending & -pending
+                    if target.startswith(values[low.bit_length() - 1]):
+                        return True
+                    pending ^= low
+                return False
 
             return viable
+
+        def overwritten(ops: list[Operation]) -> Callable[[str | None, int], bool]:
+            # A value is dead when no unplaced operation that observes a value (a
+            # Get with its result, an Append with its result) observes one that
+            # starts with it: each of them must then wait for a Put, and until
+            # that Put every operation is legal whatever the value, and after it
+            # the value is the Put's. Observed values are kept sorted, so those
+            # starting with the value form one run.
+            observed: list[tuple[str, int]] = []
+            for j, op in enumerate(ops):
+                result = _unwrap(op.output)
+                if isinstance(result, (GetResult, AppendResult)):
+                    observed.append((result.value, j))
+                elif isinstance(result, KeyNotFound) and missing_text is not None:
+                    observed.append((missing_text, j))
+            observed.sort()
+            values = [value for value, _ in observed]
+
+            def dead(state: str | None, done: int) -> bool:
+                if state is None:
+                    return False
+                for k in range(bisect_left(values, state), len(values)):
+                    value, j = observed[k]
+                    if not value.startswith(state):
+                        return True
+                    if not done >> j & 1:
+                        return False
+                return True
+
+            return dead
 
         return Model(
             name="key-value store",
@@ -194,6 +258,7 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
             describe_state=describe_value,
             lookahead=lookahead,
             read_only=_kv_read_only,
+            overwritten=overwritten,
         )
 
     # Whole map as one state: a tuple of (key, value) pairs sorted by key.
