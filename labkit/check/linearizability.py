@@ -86,6 +86,8 @@ _MINIMIZE_STEPS = 50_000
 # Operations of the longest partial order listed in an explanation (the last ones).
 _SHOW_LAST = 8
 
+# Operations a search takes back before it starts asking the model's pruning hooks.
+_HOOKS_AFTER = 16
 # Step-cache markers: an illegal step, and a state not tried yet.
 _ILLEGAL = object()
 _MISS = object()
@@ -144,11 +146,11 @@ class Model:
     ``lookahead(ops)`` (optional) is called once per partition and returns a
     function ``viable(state, done, i)``: False only if no valid order can go on
     from ``state`` with the operations in ``done`` placed (a bitset: bit j is
-    set once ``ops[j]`` is placed), for example because ``ops[i]`` can never
-    become legal again. After each step the checker asks it about every
-    unplaced completed operation that may go next and the first one after
-    them by call; ``ops`` lists the completed operations by call, then the
-    others. It must never answer False wrongly.
+    set once ``ops[j]`` is placed), for example because some operation can
+    never become legal again. ``ops`` lists the completed operations by call,
+    then the others; after each step the checker calls it with ``i`` the first
+    completed operation that cannot go next yet (every unplaced completed one
+    before it may). It must never answer False wrongly.
     ``overwritten(ops)`` (optional) is called once per partition and returns a
     function ``dead(state, done)``: True only if the valid ways to go on with
     the operations in ``done`` placed are the same whatever this state is,
@@ -315,8 +317,10 @@ class _Search:
             # Each operation returned before the next was called: the only
             # order that respects real time is this one.
             return self._replay(state, sk)
-        viable = None if model.lookahead is None else model.lookahead(ops)
-        dead = None if model.overwritten is None else model.overwritten(ops)
+        # The model's pruning hooks cost a call per step and gain nothing in a
+        # search that goes straight through: they start at the first few dead ends.
+        viable = dead = None
+        hooks = model.lookahead is not None or model.overwritten is not None
         self.rorder = rorder = sorted(range(nk), key=krets.__getitem__)
         rorder.append(n)  # a sentinel: done[n] stays False
         khi = [-1] * nk  # per completed op j: how many completed ops were called by its return
@@ -491,15 +495,7 @@ class _Search:
                 c = klo
                 if viable is None:
                     continue
-                b = klo
-                end = min(hi + 1, nk)
-                state = sk if keyless else states[sk]
-                lin = klin | olin
-                while b < end:
-                    if not done[b] and not viable(state, lin, b):
-                        break
-                    b += 1
-                else:
+                if viable(sk if keyless else states[sk], klin | olin, min(hi, nk - 1)):
                     continue
                 break  # the lookahead sees a dead end
             else:
@@ -512,6 +508,10 @@ class _Search:
                         hi = ohi[j] = nk + bisect_right(ocalls, krets[j])
                     continue
             # A dead end: nothing more can be placed from here. Backtrack.
+            if hooks and pops >= _HOOKS_AFTER:
+                hooks = False
+                viable = None if model.lookahead is None else model.lookahead(ops)
+                dead = None if model.overwritten is None else model.overwritten(ops)
             if depth > best_depth:
                 best_depth = self.best_depth = depth
                 self.best_stack = stack[:]
@@ -581,7 +581,9 @@ class _Search:
 
     def witness_states(self) -> list[Any]:
         """The state after each operation of the witness order."""
-        return [self.state(key) for key in self.witness_keys]
+        if self.model.state_key is None:
+            return list(self.witness_keys)
+        return [self.states[key] for key in self.witness_keys]
 
     def deepest(self) -> tuple[list[int], list[Any], Any, int | None, list[int]]:
         """Where the search got furthest: the order of operations placed, the state
@@ -784,7 +786,7 @@ class _Shrinker:
         self.bad: list[frozenset[int]] = []
         self.good: list[frozenset[int]] = []
         # Witness orders of linearizable trials: {position in ops: place in the order}, states after each.
-        self.witnesses: list[tuple[dict[int, int], list[Any]]] = []
+        self.witnesses: list[tuple[dict[int, int], list[int], list[Any]]] = []
 
     def fails(self, keep: frozenset[int]) -> bool | None:
         """True if the results of ``ops[j]`` for j in ``keep`` cannot all be
@@ -807,9 +809,9 @@ class _Shrinker:
             return True
         self.good.append(keep)
         where = {id(op): j for j, op in enumerate(self.ops)}
-        where.update((id(op), j) for j, op in self.forgotten.items())
-        order = {where[id(search.ops[i])]: place for place, i in enumerate(search.witness)}
-        self.witnesses.append((order, search.witness_states()))
+        where.update((id(op), j) for j, op in self.forgotten.items() if op is not None)
+        sequence = [where[id(search.ops[i])] for i in search.witness]
+        self.witnesses.append(({j: place for place, j in enumerate(sequence)}, sequence, search.witness_states()))
         return False
 
     def _forget(self, j: int) -> Operation | None:
@@ -822,21 +824,52 @@ class _Shrinker:
                 self.forgotten[j] = Operation(op.client, op.input, None, op.call, op.ret, op.index)
         return self.forgotten[j]
 
-    def _fits(self, keep: frozenset[int], order: dict[int, int], states: list[Any]) -> bool:
+    def _fits(self, keep: frozenset[int], order: dict[int, int], sequence: list[int], states: list[Any]) -> bool:
         """Whether a witness order found with fewer results also fits these: every
-        kept result is possible where its operation stands, with the same effect."""
-        step, key = self.model.step, self.model.state_key
+        kept result is possible where its operation stands, with the same effect.
+        A read-only operation that the witness left out (its result was forgotten)
+        fits if it can go in between, at a place that respects real time."""
+        step, key, ops = self.model.step, self.model.state_key, self.ops
+        init = self.model.init()
+        inserted: list[tuple[int, int]] = []
         for j in keep:
+            op = ops[j]
             place = order.get(j)
             if place is None:
-                return False
-            op = self.ops[j]
-            legal, after = step(states[place - 1] if place else self.model.init(), op.input, op.output)
+                place = self._insertion(op, sequence, states, init)
+                if place is None:
+                    return False
+                inserted.append((place, j))
+                continue
+            legal, after = step(states[place - 1] if place else init, op.input, op.output)
             if not legal:
                 return False
             if (after if key is None else key(after)) != (states[place] if key is None else key(states[place])):
                 return False
+        for place, j in inserted:  # the inserted reads among themselves
+            for other_place, other in inserted:
+                if other_place < place and ops[j].ret < ops[other].call:  # type: ignore[operator]
+                    return False
         return True
+
+    def _insertion(self, op: Operation, sequence: list[int], states: list[Any], init: Any) -> int | None:
+        """Where a read-only ``op`` can go in a witness order (before ``sequence[place]``), or None."""
+        read_only = self.model.read_only
+        if op.ret is None or read_only is None or not read_only(op.input, op.output):
+            return None
+        ops = self.ops
+        low, high = 0, len(sequence)
+        for place, j in enumerate(sequence):
+            other = ops[j]
+            if other.ret is not None and other.ret < op.call:
+                low = place + 1
+            if op.ret < other.call and place < high:
+                high = place
+        for place in range(low, high + 1):
+            legal, _ = self.model.step(states[place - 1] if place else init, op.input, op.output)
+            if legal:
+                return place
+        return None
 
     def shrink(self, order: list[int]) -> list[int] | None:
         """A minimal failing subset of ``order`` (which fails as a whole), or None."""
@@ -894,6 +927,11 @@ def _minimal_conflict(
     results = set(shrinker.candidates)
     kept = [position[id(op)] for op in [culprit, *suspects] if op is not None and position.get(id(op)) in results]
     kept = list(dict.fromkeys(kept))
+    if kept and shrinker.fails(frozenset(kept[:1])):
+        return [ops[kept[0]]]
+    if ops is not part and shrinker.fails(frozenset(results)) is not True:
+        # The failure needs later operations: shrink over the whole partition.
+        return _minimal_conflict(part, model, None, culprit, suspects)
     trial: list[int] = []
     for j in kept:
         trial.append(j)
@@ -911,11 +949,8 @@ def _minimal_conflict(
                     trial.remove(other)
             return [ops[j] for j in sorted(trial)]
     everything = sorted(results, key=lambda j: j not in kept)
-    if shrinker.fails(frozenset(everything)) is not True:
-        if ops is part:
-            return None
-        # The failure needs later operations: shrink over the whole partition.
-        return _minimal_conflict(part, model, None, culprit, suspects)
+    if ops is part and shrinker.fails(frozenset(everything)) is not True:
+        return None
     found = shrinker.shrink(everything)
     return None if found is None else [ops[j] for j in sorted(found)]
 

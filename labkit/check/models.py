@@ -110,6 +110,126 @@ def _describe_kv(input: Any, output: Any) -> str:
     return f"{what}, which returned {result!r}"
 
 
+class _KeyHistory:
+    """What the key-value model's lookahead and overwritten hooks know about the
+    operations on one key (``ops``, completed ones first by call); each part is
+    worked out when first needed.
+
+    Between Puts a value only grows by appends. So the value that a completed
+    Get read (or a completed Append returned) must start with the current
+    value, unless a Put can still come first; then it must start with the value
+    of one of those Puts (the last one before it). The Puts that can come first
+    are the unplaced ones called by its return: a prefix of the Puts by call.
+    """
+
+    def __init__(self, ops: list[Operation], missing_text: str | None) -> None:
+        self.ops = ops
+        self.missing_text = missing_text
+        self.n = len(ops)
+        self._seen: list[Any] = [_UNKNOWN] * self.n  # the value ops[j] is known to have seen, or None
+        self._following = [-1] * (self.n + 1)  # the first j >= i that saw a value (n: none)
+        self._following[self.n] = self.n
+        self._puts: tuple[list[float], list[int], dict[int, str]] | None = None
+        self._observed: tuple[list[str], list[int]] | None = None
+
+    def _observer(self, i: int) -> int:
+        following, seen, ops = self._following, self._seen, self.ops
+        j = i
+        while following[j] < 0:
+            value = seen[j]
+            if value is _UNKNOWN:
+                op = ops[j]
+                result = _unwrap(op.output)
+                value = seen[j] = (
+                    result.value if op.ret is not None and isinstance(result, (GetResult, AppendResult)) else None
+                )
+            if value is not None:
+                following[j] = j
+                break
+            j += 1
+        found = following[j]
+        for k in range(i, j):
+            following[k] = found
+        return found
+
+    def _put_table(self) -> tuple[list[float], list[int], dict[int, str]]:
+        if self._puts is None:
+            ops = self.ops
+            put_calls = sorted((op.call, k) for k, op in enumerate(ops) if isinstance(_unwrap(op.input), Put))
+            masks = [0]
+            for _, k in put_calls:
+                masks.append(masks[-1] | 1 << k)
+            values = {k: _unwrap(ops[k].input).value for _, k in put_calls}
+            self._puts = ([call for call, _ in put_calls], masks, values)
+        return self._puts
+
+    def viable(self, state: str | None, done: int, i: int) -> bool:
+        """False if an unplaced completed operation that saw a value, among those
+        that may go next (before ``i``) and the first one after them, never can."""
+        if state is None:
+            return True
+        following, seen, n = self._following, self._seen, self.n
+        j = (~done & (done + 1)).bit_length() - 1  # the first unplaced operation
+        while True:
+            j = following[j] if following[j] >= 0 else self._observer(j)
+            if j >= n:
+                return True
+            if done >> j & 1:
+                j += 1
+                continue
+            target = seen[j]
+            if not target.startswith(state):
+                calls, masks, values = self._put_table()
+                pending = masks[bisect_right(calls, self.ops[j].ret)] & ~done
+                while pending:
+                    low = pending & -pending
+                    if target.startswith(values[low.bit_length() - 1]):
+                        break
+                    pending ^= low
+                else:
+                    return False
+            if j >= i:
+                return True
+            j += 1
+
+    def dead(self, state: str | None, done: int) -> bool:
+        """True if no unplaced operation that observes a value (a Get or an Append
+        with its result, a Get of a missing key) observes one starting with
+        ``state``: each must then wait for a Put; until it, every operation is
+        legal whatever the value, and after it the value is the Put's."""
+        if state is None:
+            return False
+        following, n = self._following, self.n
+        j = (~done & (done + 1)).bit_length() - 1
+        while True:
+            j = following[j] if following[j] >= 0 else self._observer(j)
+            if j >= n or not done >> j & 1:
+                break
+            j += 1
+        if j < n and self._seen[j].startswith(state):
+            return False  # the next completed read can still see it
+        if self._observed is None:
+            observed = []
+            for j, op in enumerate(self.ops):
+                result = _unwrap(op.output)
+                if isinstance(result, (GetResult, AppendResult)):
+                    observed.append((result.value, j))
+                elif isinstance(result, KeyNotFound) and self.missing_text is not None:
+                    observed.append((self.missing_text, j))
+            observed.sort()
+            self._observed = ([value for value, _ in observed], [j for _, j in observed])
+        values, where = self._observed
+        for k in range(bisect_left(values, state), len(values)):
+            if not values[k].startswith(state):
+                return True
+            if not done >> where[k] & 1:
+                return False
+        return True
+
+
+_UNKNOWN = object()
+
+
 def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
     """labkit's key-value store semantics.
 
@@ -134,6 +254,15 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
     if partitioned:
 
         def step(state: str | None, input: Any, output: Any) -> tuple[bool, str | None]:
+            kind = type(input)
+            # The common cases first, without unwrapping: a Get that read a value, an
+            # Append whose result is not recorded, a Put.
+            if kind is Get and type(output) is GetResult:
+                return output.value == state, state
+            if kind is Append and output is None:
+                return True, input.value if state is None else state + input.value
+            if kind is Put and (output is None or type(output) is PutOk):
+                return True, input.value
             return _kv_apply(state, input.command if isinstance(input, AMOCommand) else input, output, missing_text)
 
         def partition(ops: Sequence[Operation]) -> list[tuple[Hashable, list[Operation]]]:
@@ -155,99 +284,18 @@ def kv_model(missing: Any = KeyNotFound, *, partitioned: bool = True) -> Model:
                     part.append(op)
             return list(parts.items())
 
+        last: list[Any] = [None, None]  # the last partition analysed: lookahead and overwritten share it
+
+        def analysis(ops: list[Operation]) -> _KeyHistory:
+            if last[0] is not ops:
+                last[:] = [ops, _KeyHistory(ops, missing_text)]
+            return last[1]
+
         def lookahead(ops: list[Operation]) -> Callable[[str | None, int, int], bool]:
-            # Between Puts the value only grows by appends, so the value a
-            # completed Get read (or a completed Append returned) must start
-            # with the current value, unless a Put can still come first; then
-            # it must start with the value of one of those Puts (the last one
-            # before it). The Puts that can come first are the unplaced ones
-            # called by its return (a prefix of the Puts by call). Asked about
-            # an operation that observes nothing (an Append whose result is
-            # unknown, an operation that never returned), it answers for the
-            # next unplaced one that does. Worked out per operation when first asked.
-            n = len(ops)
-            unknown = object()
-            seen: list[Any] = [unknown] * n  # the value ops[j] observes, or None
-            following = [-1] * (n + 1)  # the first j >= i that observes a value (n: none)
-            following[n] = n
-            puts: list[tuple[list[float], list[int], dict[int, str]]] = []
-
-            def observer(i: int) -> int:
-                j = i
-                while following[j] < 0:
-                    value = seen[j]
-                    if value is unknown:
-                        op = ops[j]
-                        result = _unwrap(op.output)
-                        value = seen[j] = (
-                            result.value if op.ret is not None and isinstance(result, (GetResult, AppendResult))
-                            else None
-                        )
-                    if value is not None:
-                        following[j] = j
-                        break
-                    j += 1
-                found = following[j]
-                for k in range(i, j):
-                    following[k] = found
-                return found
-
-            def viable(state: str | None, done: int, i: int) -> bool:
-                if state is None:
-                    return True
-                j = observer(i)
-                while j < n and done >> j & 1:
-                    j = observer(j + 1)
-                if j == n or seen[j].startswith(state):
-                    return True
-                if not puts:
-                    put_calls = sorted((op.call, k) for k, op in enumerate(ops) if isinstance(_unwrap(op.input), Put))
-                    masks = [0]
-                    for _, k in put_calls:
-                        masks.append(masks[-1] | 1 << k)
-                    values = {k: _unwrap(ops[k].input).value for _, k in put_calls}
-                    puts.append(([call for call, _ in put_calls], masks, values))
-                calls, masks, values = puts[0]
-                pending = masks[bisect_right(calls, ops[j].ret)] & ~done
-                target = seen[j]
-                while pending:
-                    low = pending & -pending
-                    if target.startswith(values[low.bit_length() - 1]):
-                        return True
-                    pending ^= low
-                return False
-
-            return viable
+            return analysis(ops).viable
 
         def overwritten(ops: list[Operation]) -> Callable[[str | None, int], bool]:
-            # A value is dead when no unplaced operation that observes a value (a
-            # Get with its result, an Append with its result) observes one that
-            # starts with it: each of them must then wait for a Put, and until
-            # that Put every operation is legal whatever the value, and after it
-            # the value is the Put's. Observed values are kept sorted, so those
-            # starting with the value form one run.
-            observed: list[tuple[str, int]] = []
-            for j, op in enumerate(ops):
-                result = _unwrap(op.output)
-                if isinstance(result, (GetResult, AppendResult)):
-                    observed.append((result.value, j))
-                elif isinstance(result, KeyNotFound) and missing_text is not None:
-                    observed.append((missing_text, j))
-            observed.sort()
-            values = [value for value, _ in observed]
-
-            def dead(state: str | None, done: int) -> bool:
-                if state is None:
-                    return False
-                for k in range(bisect_left(values, state), len(values)):
-                    value, j = observed[k]
-                    if not value.startswith(state):
-                        return True
-                    if not done >> j & 1:
-                        return False
-                return True
-
-            return dead
+            return analysis(ops).dead
 
         return Model(
             name="key-value store",
