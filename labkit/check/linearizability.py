@@ -84,10 +84,12 @@ _SLICE = 4000
 # Effort allowed for shrinking a failure to a minimal conflicting subset.
 _MINIMIZE_STEPS = 50_000
 # Operations of the longest partial order listed in an explanation (the last ones).
-_SHOW_LAST = 8
+_SHOW_LAST = 5
 
-# Operations a search takes back before it starts asking the model's pruning hooks.
-_HOOKS_AFTER = 16
+# Operations a search takes back before it starts asking the model's pruning
+# hooks: each costs a call per step, and only a search that backtracks gains.
+_LOOKAHEAD_AFTER = 16
+_OVERWRITTEN_AFTER = 64
 # Step-cache markers: an illegal step, and a state not tried yet.
 _ILLEGAL = object()
 _MISS = object()
@@ -252,7 +254,7 @@ class _Search:
     state itself); ``states`` maps each key to a state it stands for.
     """
 
-    def __init__(self, ops: Sequence[Operation], model: Model) -> None:
+    def __init__(self, ops: Sequence[Operation], model: Model, forgotten: set[int] | None = None) -> None:
         krets: list[float] = [op.ret for op in ops]  # type: ignore[misc]
         if None in krets:
             known = [op for op in ops if op.ret is not None]
@@ -273,6 +275,13 @@ class _Search:
             optional.sort(key=_by_call)
             ocalls = [op.call for op in optional]
         self.ops = known + optional if optional else known
+        # Explanations search with some results forgotten (operations named by id):
+        # their output counts as None, "any output".
+        self.forgotten = forgotten
+        self.outputs = (
+            [None if id(op) in forgotten else op.output for op in self.ops] if forgotten
+            else [op.output for op in self.ops]
+        )
         self.model = model
         self.n = len(self.ops)
         self.nk = len(known)
@@ -295,7 +304,7 @@ class _Search:
         self.witness_keys: list[Hashable] = []
 
     def run(self, slice_steps: int = _SLICE) -> Iterator[None]:
-        ops = self.ops
+        ops, outputs = self.ops, self.outputs
         n, nk = self.n, self.nk
         model = self.model
         step = model.step
@@ -317,8 +326,7 @@ class _Search:
             # Each operation returned before the next was called: the only
             # order that respects real time is this one.
             return self._replay(state, sk)
-        # The model's pruning hooks cost a call per step and gain nothing in a
-        # search that goes straight through: they start at the first few dead ends.
+        # The model's pruning hooks start once the search has backtracked a little.
         viable = dead = None
         hooks = model.lookahead is not None or model.overwritten is not None
         self.rorder = rorder = sorted(range(nk), key=krets.__getitem__)
@@ -363,13 +371,11 @@ class _Search:
                     continue
                 cache = caches[c]
                 if cache is None:
-                    op = ops[c]
-                    ident = (id(op.input), id(op.output))
+                    inp, out = ops[c].input, outputs[c]
+                    ident = (id(inp), id(out))
                     cls = classes.get(ident)
                     if cls is None:
-                        cls = classes[ident] = (
-                            {}, read_only is not None and bool(read_only(op.input, op.output)), []
-                        )
+                        cls = classes[ident] = ({}, read_only is not None and bool(read_only(inp, out)), [])
                     cache, ro[c], members = cls
                     caches[c] = cache
                     if members:
@@ -387,8 +393,7 @@ class _Search:
                     continue
                 nsk = cache.get(sk, miss)
                 if nsk is miss:
-                    op = ops[c]
-                    legal, ns = step(sk if keyless else states[sk], op.input, op.output)
+                    legal, ns = step(sk if keyless else states[sk], ops[c].input, outputs[c])
                     if not legal:
                         nsk = illegal
                     elif keyless:
@@ -508,10 +513,13 @@ class _Search:
                         hi = ohi[j] = nk + bisect_right(ocalls, krets[j])
                     continue
             # A dead end: nothing more can be placed from here. Backtrack.
-            if hooks and pops >= _HOOKS_AFTER:
-                hooks = False
-                viable = None if model.lookahead is None else model.lookahead(ops)
-                dead = None if model.overwritten is None else model.overwritten(ops)
+            if hooks and pops >= _LOOKAHEAD_AFTER:
+                if viable is None and model.lookahead is not None:
+                    viable = model.lookahead(self._as_seen())
+                if pops >= _OVERWRITTEN_AFTER:
+                    hooks = False
+                    if model.overwritten is not None:
+                        dead = model.overwritten(self._as_seen())
             if depth > best_depth:
                 best_depth = self.best_depth = depth
                 self.best_stack = stack[:]
@@ -541,6 +549,15 @@ class _Search:
                     break
             c += 1
 
+    def _as_seen(self) -> list[Operation]:
+        """The operations as the search sees them (forgotten results as None), for the model's hooks."""
+        if not self.forgotten:
+            return self.ops
+        return [
+            op if out is op.output else Operation(op.client, op.input, out, op.call, op.ret, op.index)
+            for op, out in zip(self.ops, self.outputs)
+        ]
+
     def _found(self, stack: list[tuple[int, Hashable, int, int]], sk: Hashable, pops: int) -> bool:
         """Record the witness once every completed operation is placed."""
         self.steps = pops + len(stack)
@@ -555,8 +572,8 @@ class _Search:
         keyf = self.model.state_key
         states = self.states
         stack: list[tuple[int, Hashable, int, int]] = []
-        for c, op in enumerate(self.ops):
-            legal, state = step(state, op.input, op.output)
+        for c, (op, out) in enumerate(zip(self.ops, self.outputs)):
+            legal, state = step(state, op.input, out)
             if not legal:
                 self.steps = self.best_depth = c
                 self.best_stack = stack
@@ -592,7 +609,8 @@ class _Search:
         state = self.state
         stack = self.best_stack
         order = [entry[0] for entry in stack]
-        after = [state(entry[1]) for entry in stack[1:]] + ([state(self.best_key)] if stack else [])
+        keys = [entry[1] for entry in stack[1:]] + ([self.best_key] if stack else [])
+        after = keys if self.model.state_key is None else [self.states[key] for key in keys]
         klo, rp = self.best_window
         placed = set(order)
         blocking = self.rorder[rp] if self.rorder and self.rorder[rp] < self.nk else None
@@ -607,8 +625,7 @@ class _Search:
 
     def step_result(self, i: int, state: Any) -> tuple[Any, Hashable] | None:
         """``(new state, its key)`` after ``ops[i]`` from ``state``, or None if illegal."""
-        op = self.ops[i]
-        legal, new_state = self.model.step(state, op.input, op.output)
+        legal, new_state = self.model.step(state, self.ops[i].input, self.outputs[i])
         if not legal:
             return None
         key = self.model.state_key
@@ -779,10 +796,10 @@ class _Shrinker:
         self.budget = budget
         # Positions (in ops) of the operations with a result.
         self.candidates = [j for j, op in enumerate(ops) if op.output is not None]
-        # Made when a trial first needs them: each such operation with its result
-        # forgotten, or None for a read-only one, which is then legal anywhere and
-        # changes nothing, so trials leave it out (the same orders work without it).
-        self.forgotten: dict[int, Operation | None] = {}
+        # Per candidate, once a trial needs it: whether it is read-only with its
+        # result forgotten. Such an operation is then legal anywhere and changes
+        # nothing, so trials leave it out (the same orders work without it).
+        self.idle: dict[int, bool] = {}
         self.bad: list[frozenset[int]] = []
         self.good: list[frozenset[int]] = []
         # Witness orders of linearizable trials: {position in ops: place in the order}, states after each.
@@ -797,9 +814,17 @@ class _Shrinker:
             return False
         if self.budget <= 0:
             return None
-        trial = [op if op.output is None or j in keep else self._forget(j) for j, op in enumerate(self.ops)]
-        trial = [op for op in trial if op is not None]
-        search = _Search(trial, self.model)
+        idle, read_only = self.idle, self.model.read_only
+        trial, forgotten = [], set()
+        for j, op in enumerate(self.ops):
+            if op.output is not None and j not in keep:
+                if j not in idle:
+                    idle[j] = read_only is not None and bool(read_only(op.input, None))
+                if idle[j]:
+                    continue
+                forgotten.add(id(op))
+            trial.append(op)
+        search = _Search(trial, self.model, forgotten)
         verdict, _, steps = _run_interleaved([search], self.budget, None)
         self.budget -= max(steps, 1)
         if verdict == UNKNOWN:
@@ -809,20 +834,9 @@ class _Shrinker:
             return True
         self.good.append(keep)
         where = {id(op): j for j, op in enumerate(self.ops)}
-        where.update((id(op), j) for j, op in self.forgotten.items() if op is not None)
         sequence = [where[id(search.ops[i])] for i in search.witness]
         self.witnesses.append(({j: place for place, j in enumerate(sequence)}, sequence, search.witness_states()))
         return False
-
-    def _forget(self, j: int) -> Operation | None:
-        if j not in self.forgotten:
-            op = self.ops[j]
-            read_only = self.model.read_only
-            if read_only is not None and read_only(op.input, None):
-                self.forgotten[j] = None
-            else:
-                self.forgotten[j] = Operation(op.client, op.input, None, op.call, op.ret, op.index)
-        return self.forgotten[j]
 
     def _fits(self, keep: frozenset[int], order: dict[int, int], sequence: list[int], states: list[Any]) -> bool:
         """Whether a witness order found with fewer results also fits these: every
