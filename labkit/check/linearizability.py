@@ -8,12 +8,17 @@ may go next only if it was called no later than every unplaced operation
 returned (intervals are closed). A legal next operation is placed and pushed
 on a stack; when nothing can go next the search backtracks. The memo skips a
 (set of placed operations, state) pair seen before: its future is the same.
+Step results are cached per state for operations that share the very same
+input and output objects (the readers in ``histories`` share equal values).
 
 Every shortcut below keeps the verdict exact. Each comes with its proof,
 because a wrong "not linearizable" costs a correct student points.
 
-* **Identical operations go in real-time order.** Let j and i have equal
-  input and output, with ``call_j <= call_i`` and ``ret_j <= ret_i``. In any
+* **A partition without overlaps is replayed.** If each operation returned
+  before the next was called, the only order that respects real time is the
+  order of the calls.
+* **Identical operations go in real-time order.** Let j and i have the same
+  input and output (the very same objects), with ``call_j <= call_i`` and ``ret_j <= ret_i``. In any
   valid order with i before j, swapping the two gives a valid order: the
   model sees the same sequence of steps, and every real-time constraint
   still holds (j moves earlier, but nothing that must precede j was placed
@@ -41,16 +46,31 @@ because a wrong "not linearizable" costs a correct student points.
   the current state unchanged is not placed (the result is dominated).
   They are tried only after every completed operation that could go next.
 * **Lookahead** (``Model.lookahead``, the key-value model has one): after a
-  step, if an unplaced completed operation can provably never become legal
-  again, the step is a dead end.
+  step, if the model shows that no valid order can go on (some operation can
+  never become legal again), the step is a dead end.
 * **Overwritten states** (``Model.overwritten``, the key-value model has
   one): if the model shows that the ways to go on from (placed set, state)
-  do not depend on the state, the memo keys it as "overwritten", so every
-  order of appends that a later Put wipes out is explored once, not once
-  per order.
+  are the same whatever the state, the memo keys it as "overwritten", so an
+  order of appends that a later Put wipes out is explored once, not once per
+  order. A memo entry stands for configurations whose ways to go on are
+  those of the one that made it, under either kind of key, so a hit is
+  always right.
+The two hooks cost a call per step, so a search starts asking them only
+once it has backtracked a little; pruning less never changes a verdict.
 
 Partitions are searched interleaved, a few thousand steps at a time, so a hard
 but linearizable partition cannot delay the verdict on a quickly illegal one.
+
+A failure is explained by the longest order found, the operation that cannot
+follow it, and a minimal set of results that cannot all be right. Forgetting
+a result (output None) keeps the operation's effect and only adds freedom,
+so a shrinking trial that fails keeps failing with more results kept. Trials
+may run on the operations called by a time t, those still running at t made
+open-ended with their results forgotten: if the whole history had a valid
+order, the operations placed by t in it would be a valid order of that
+prefix, so a conflict there is a conflict in the history. A read-only
+operation whose result is forgotten is legal anywhere and changes nothing,
+so trials leave it out.
 """
 
 from __future__ import annotations
@@ -623,13 +643,9 @@ class _Search:
             ]
         return order, after, state(self.best_key), blocking, candidates
 
-    def step_result(self, i: int, state: Any) -> tuple[Any, Hashable] | None:
-        """``(new state, its key)`` after ``ops[i]`` from ``state``, or None if illegal."""
-        legal, new_state = self.model.step(state, self.ops[i].input, self.outputs[i])
-        if not legal:
-            return None
-        key = self.model.state_key
-        return new_state, (new_state if key is None else key(new_state))
+    def legal(self, i: int, state: Any) -> bool:
+        """Whether ``ops[i]`` may take effect from ``state``."""
+        return bool(self.model.step(state, self.ops[i].input, self.outputs[i])[0])
 
 
 # --------------------------------------------------------------------------
@@ -985,7 +1001,7 @@ def _explain_failure(
     # possible after the order found; else the one that must go soonest.
     frontier = sorted(set(candidates) | ({blocking} if blocking is not None else set()),
                       key=lambda i: (ops[i].ret is None, ops[i].ret or 0, i))
-    illegal = [i for i in frontier if ops[i].ret is not None and search.step_result(i, final_state) is None]
+    illegal = [i for i in frontier if ops[i].ret is not None and not search.legal(i, final_state)]
     culprit = illegal[0] if illegal else blocking
     offending = [ops[culprit]] if culprit is not None else []
     if not explain:
