@@ -79,7 +79,7 @@ import gc
 import time
 from bisect import bisect_right
 from dataclasses import dataclass, field
-from operator import gt, lt
+from operator import lt
 from typing import Any, Callable, Hashable, Iterator, Sequence
 
 __all__ = [
@@ -286,12 +286,12 @@ class _Search:
         kcalls = [op.call for op in known]
         if any(map(lt, krets, kcalls)):
             raise HistoryError("an operation returns before its call")
-        if any(map(gt, kcalls, kcalls[1:])):
+        if kcalls != sorted(kcalls):
             known.sort(key=_by_call)
             kcalls = [op.call for op in known]
             krets = [op.ret for op in known]  # type: ignore[misc]
         ocalls = [op.call for op in optional]
-        if any(map(gt, ocalls, ocalls[1:])):
+        if ocalls != sorted(ocalls):
             optional.sort(key=_by_call)
             ocalls = [op.call for op in optional]
         self.ops = known + optional if optional else known
@@ -700,6 +700,15 @@ def _run_interleaved(
 def _interleave(
     searches: list[_Search], max_steps: int | None, time_limit: float | None
 ) -> tuple[str, int | None, int]:
+    if len(searches) == 1 and max_steps is None and time_limit is None:
+        run = searches[0].run(_SLICE)
+        while True:
+            try:
+                next(run)
+            except StopIteration as stop:
+                if stop.value:
+                    return LINEARIZABLE, None, searches[0].steps
+                return NOT_LINEARIZABLE, 0, searches[0].steps
     deadline = None if time_limit is None else time.monotonic() + time_limit
     slice_steps = _SLICE if max_steps is None else max(1, min(_SLICE, max_steps))
     active: list[tuple[int, Iterator[None]]] = [(i, s.run(slice_steps)) for i, s in enumerate(searches)]
