@@ -286,20 +286,18 @@ def _generate(workload: Workload, number: int, address: Address, salt: str) -> t
 
 
 class ClientWorker(Node):
-    """A framework node that wraps a student client and drives a workload.
+    """A framework node (in the judge) that drives a student client through a workload.
 
     The worker lives at the client's address. Every message and timer for the
-    client goes through it; after each, it polls ``has_result()``, records the
-    result and sends the next command. Its state (what searches compare) is the
-    client's state, the number of commands sent and the results received.
+    client goes to the client, in its worker process; with each event the
+    worker asks whether a result arrived and, if the next command should go
+    out at once, has the client send it in the same step. It records every
+    result with its invoke and response times. Its state (what searches
+    compare) is the client's state, the number of commands sent and the
+    results received.
     """
 
-    def __init__(self, client: Node, workload: Workload, record_results: bool = True, seed: int = 0) -> None:
-        if not isinstance(client, Node):
-            raise LabkitError(f"a client worker needs a client node, got {client!r}")
-        for method in ("send_command", "has_result", "get_result"):
-            if not callable(getattr(client, method, None)):
-                raise LabkitError(f"{type(client).__name__} is not a client: it has no method {method}()")
+    def __init__(self, client: Any, workload: Workload, record_results: bool = True, seed: int = 0) -> None:
         super().__init__(client.address)
         self.client = client
         self.results: list[Result | None] = []
@@ -308,8 +306,23 @@ class ClientWorker(Node):
         self._lk_seed = seed
         self._lk_record = record_results
         self._lk_history: list[HistoryRecord] = []
-        self._lk_invoked_at = 0
+        self._lk_result_fps: tuple[int, ...] = ()
+        self._lk_invoked_at: int | None = 0
         self._lk_max_wait = 0
+
+    def copy(self) -> "ClientWorker":
+        """A copy that shares nothing mutable with this worker (searches step copies)."""
+        new = object.__new__(ClientWorker)
+        new.__dict__.update(self.__dict__)
+        new.results = list(self.results)
+        new._lk_segments = list(self._lk_segments)
+        new._lk_history = list(self._lk_history)
+        return new
+
+    @property
+    def fp(self) -> int:
+        """What a search compares: the client's state, the commands sent and the results received."""
+        return hash((self.client.fp, self.sent, self._lk_result_fps, len(self._lk_segments)))
 
     # ---- workload ----------------------------------------------------------------
 
@@ -373,52 +386,87 @@ class ClientWorker(Node):
         waiting = now - self._lk_invoked_at if self.outstanding and self._lk_invoked_at is not None else 0
         return max(self._lk_max_wait, waiting)
 
-    # ---- events --------------------------------------------------------------------
+    # ---- events (what the engines call) ------------------------------------------------------
+
+    def follow_up(self) -> tuple[str, tuple[Command]] | None:
+        """The call that sends the next command in the same step, should a result arrive with this event."""
+        if not self.outstanding:
+            return None
+        number = self.sent + 1
+        if not self._has_command(number) or self._lk_segments[-1][1].millis_between_requests > 0:
+            return None
+        return "send_command", (self._command_and_result(number)[0],)
+
+    def absorb(self, outcome: Any, now: int | None) -> None:
+        """Take in what the client did in one step: a result that arrived, and the next command
+        if the step sent it (``outcome.followed``); a rate-limited workload sets its timer instead."""
+        if not self.outstanding or not _answered(outcome.obs):
+            return
+        result = _result(outcome.obs)
+        command = self._command_and_result(self.sent)[0]
+        self.results.append(result.value if self._lk_record else None)
+        self._lk_result_fps = self._lk_result_fps + (result.fp,)
+        self._lk_history.append(HistoryRecord(self.address, command, result.value, self._lk_invoked_at, now))
+        if now is not None and self._lk_invoked_at is not None:
+            self._lk_max_wait = max(self._lk_max_wait, now - self._lk_invoked_at)
+        number = self.sent + 1
+        if outcome.followed:
+            self.sent = number
+            self._lk_invoked_at = now
+        elif self._has_command(number):
+            self.set_timer(InterRequestTimer(number), self._lk_segments[-1][1].millis_between_requests)
 
     def init(self) -> None:
         self.client.init()
         self.resume()
 
-    def deliver_message(self, message: Message, sender: Address) -> Any:
-        self.client.deliver_message(message, sender)
-        self._poll()
+    def deliver_message(self, message: Any, sender: Address) -> Any:
+        self.deliver("message", sender, message)
 
-    def deliver_timer(self, timer: Timer) -> Any:
-        if type(timer) is InterRequestTimer:
-            if timer.number == self.sent + 1 and not self.outstanding and self._has_command(timer.number):
-                self._send(timer.number)
+    def deliver_timer(self, timer: Any) -> Any:
+        self.deliver("timer", None, timer)
+
+    def deliver(self, kind: str, sender: Address | None, item: Any, sample: bool = False) -> None:
+        """One event for the client (a pacing timer of the worker's own is handled here)."""
+        if type(item) is InterRequestTimer:
+            if item.number == self.sent + 1 and not self.outstanding and self._has_command(item.number):
+                self._send(item.number)
             return
-        self.client.deliver_timer(timer)
-        self._poll()
+        outcome = self.client.step(kind, sender, item, self.follow_up(), sample)
+        self.absorb(outcome, current_effects().now)
 
     def resume(self) -> None:
         """Send the next command if the worker is idle and has one."""
         if not self.outstanding and self._has_command(self.sent + 1):
             self._send(self.sent + 1)
 
-    def _poll(self) -> None:
-        if not self.outstanding or not self.client.has_result():
-            return
-        result = self.client.get_result()
-        now = current_effects().now  # None in searches, which have no clock
-        command = self._command_and_result(self.sent)[0]
-        self.results.append(result if self._lk_record else None)
-        self._lk_history.append(HistoryRecord(self.address, command, result, self._lk_invoked_at, now))
-        if now is not None:
-            self._lk_max_wait = max(self._lk_max_wait, now - self._lk_invoked_at)
-        number = self.sent + 1
-        if not self._has_command(number):
-            return
-        delay = self._lk_segments[-1][1].millis_between_requests
-        if delay > 0:
-            self.set_timer(InterRequestTimer(number), delay)
-        else:
-            self._send(number)
-
     def _send(self, number: int) -> None:
         self.sent = number
         self._lk_invoked_at = current_effects().now
-        self.client.send_command(self._command_and_result(number)[0])
+        self.client.call("send_command", self._command_and_result(number)[0])
 
     def __repr__(self) -> str:
-        return f"ClientWorker({type(self.client).__name__} at {self.address})"
+        return f"ClientWorker({self.client.class_name} at {self.address})"
+
+
+_NO_ARGS = '["T"]'
+
+
+def _answered(obs: Any) -> bool:
+    found = obs.find("has_result", _NO_ARGS) if obs is not None else None
+    return found is not None and found[1] is None and found[0] is True
+
+
+def _result(obs: Any) -> Any:
+    """The result the client reported (its encoding), or an error raised by get_result()."""
+    from labkit.judge.nodes import remote_exception
+    from labkit.wire import WireValue
+
+    found = obs.find("get_result", _NO_ARGS)
+    text = obs.text_of("get_result", _NO_ARGS)
+    if found is None or found[1] is not None or text is None:
+        raise remote_exception((found or (None, None))[1] or {
+            "type": "NoResultYet", "message": "has_result() was True but get_result() gave nothing"})
+    value = WireValue(text)
+    value._value = found[0]
+    return value

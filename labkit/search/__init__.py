@@ -1,6 +1,6 @@
 """Search tests: explicit-state model checking of labkit nodes."""
 
-from labkit.search.engine import bfs, random_search
+from labkit.search.strategies import bfs, random_search
 from labkit.search.results import Outcome, SearchResult
 from labkit.search.settings import SearchSettings
 from labkit.search.state import Event, HandlerFailure, NondeterminismError, SearchError, SearchState

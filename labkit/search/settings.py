@@ -2,25 +2,23 @@
 
 from __future__ import annotations
 
-import os
 from typing import Sequence
 
 from labkit.check.predicates import Predicate
-from labkit.node import Address
+from labkit.node import Address, LabkitError
 from labkit.sim.settings import NetworkSettings, SettingsError
 
 __all__ = ["SearchSettings", "default_workers"]
 
 
 def default_workers() -> int:
-    """One search process per core, at most 4 (``LABKIT_WORKERS`` overrides)."""
-    configured = os.environ.get("LABKIT_WORKERS")
-    if configured:
-        try:
-            return max(1, int(configured))
-        except ValueError:
-            raise SettingsError(f"LABKIT_WORKERS must be a whole number, got {configured!r}") from None
-    return max(1, min(4, os.cpu_count() or 1))
+    """One worker process per CPU this process may use, at most 8 (``LABKIT_WORKERS`` overrides)."""
+    from labkit.judge.session import default_workers as usable
+
+    try:
+        return usable()
+    except LabkitError as error:
+        raise SettingsError(str(error)) from None
 
 
 class SearchSettings(NetworkSettings):
@@ -29,10 +27,10 @@ class SearchSettings(NetworkSettings):
     ``max_states`` bounds a breadth-first search by states explored and
     ``max_steps`` bounds random probes by steps taken: budgets are counted in
     work, never in seconds, so a verdict does not depend on the machine.
-    ``max_time`` is only a guard against a search that is far slower than
-    expected; when it trips, the result says the search is incomplete.
-    ``workers`` processes share the work (default: one per core, at most 4);
-    the result is the same for any number of workers.
+    ``max_time`` (off unless set) is a real-time guard for exploring by hand;
+    when it trips, the result says the search is incomplete. ``workers``
+    worker processes run the steps (default: one per usable CPU); the result
+    is the same for any number of workers.
     """
 
     def __init__(
@@ -44,7 +42,7 @@ class SearchSettings(NetworkSettings):
         max_depth: int | None = None,
         max_states: int | None = 1_000_000,
         max_steps: int | None = 1_000_000,
-        max_time: float | None = 600.0,
+        max_time: float | None = None,
         workers: int | None = None,
         check_determinism: float = 1 / 128,
     ) -> None:

@@ -7,23 +7,28 @@ present changes nothing. Each node has a timer queue; a timer may fire unless
 a timer set earlier on the same node has a maximum length no greater than its
 minimum length. Timer equality ignores the drawn length.
 
-A step copies only the node that handles the event (copy-on-write). Handlers
-are deterministic functions of the node's state and the event, so a step's
-outcome is cached per (node fingerprint, event) and reused by every state in
-which that node meets that event; a sample of cache hits is re-executed to
-catch handlers that are not deterministic.
+A state holds its nodes by value: each student node is a
+:class:`~labkit.judge.nodes.SnapshotNode` (its encoded state and what its
+query methods answered), each client worker the judge's own bookkeeping
+around one. A step's outcome is computed by a worker process (the judge
+never runs student code) and cached per (node fingerprint, event), so every
+state in which that node meets that event reuses it; strategies ask for the
+steps they will need in batches (:meth:`System.prepare`). A share of steps,
+chosen by their fingerprints, is replayed from the encoded state in a fresh
+worker to catch handlers that are not deterministic or keep state outside
+the node.
 """
 
 from __future__ import annotations
 
-import traceback
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Iterable, Sequence
 
-from labkit.client import ClientWorker, Workload
-from labkit.node import Address, Effects, LabkitError, Message, Node, Timer, _active, copy_node, state_fields
-from labkit.values import UnsupportedValueError, brief, copy_value, fingerprint, mix
+from labkit.client import ClientWorker, InterRequestTimer, Workload
+from labkit.judge.nodes import NodeRecipe, Outcome, SnapshotNode
+from labkit.node import Address, Effects, LabkitError, Message, Node, Timer, _active
+from labkit.values import UnsupportedValueError, brief, mix
+from labkit.wire import WireValue, encode
 
 __all__ = ["SearchState", "Event", "HandlerFailure", "SearchError", "NondeterminismError", "System"]
 
@@ -37,8 +42,7 @@ class SearchError(LabkitError):
     """A search could not be set up or could not go on."""
 
 
-class NondeterminismError(SearchError):
-    """A handler gave two different outcomes for the same state and event."""
+from labkit.judge.session import NondeterminismError  # noqa: E402  (re-exported: searches raise it)
 
 
 @dataclass(frozen=True)
@@ -47,6 +51,7 @@ class Event:
 
     ``kind`` is ``"message"``, ``"timer"``, ``"drop"`` (all pending messages
     set aside) or ``"undrop"`` (those from or to ``node`` brought back).
+    ``item`` is the message or timer (encoded, as the judge holds them).
     """
 
     kind: str
@@ -81,12 +86,17 @@ class HandlerFailure:
         return f"{self.node} raised {self.error_type}: {self.message}\n  while handling {self.event}\n{self.traceback}"
 
 
+def as_wire(item: Any) -> WireValue:
+    """A message or timer as the judge holds it (encoded), whatever it was given as."""
+    return item if type(item) is WireValue else WireValue(encode(item))
+
+
 class _Transition:
     """The cached outcome of one node handling one event."""
 
     __slots__ = ("node", "node_fp", "sends", "timers", "failure")
 
-    def __init__(self, node: Node, node_fp: int, sends: tuple, timers: tuple, failure: HandlerFailure | None):
+    def __init__(self, node: Any, node_fp: int, sends: tuple, timers: tuple, failure: HandlerFailure | None):
         self.node = node
         self.node_fp = node_fp
         self.sends = sends  # ((sender_idx, receiver_idx, message, message_fp, envelope_fp), ...)
@@ -94,61 +104,138 @@ class _Transition:
         self.failure = failure
 
 
+def node_fp(node: Any) -> int:
+    """The fingerprint of a search node (a snapshot or a client worker)."""
+    return node.fp
+
+
 class System:
-    """What the states of one search share: the addresses, roles and the step cache."""
+    """What the states of one search share: addresses, roles, the step cache and the workers.
+
+    ``check_every``: one step in this many (chosen by its fingerprint) is
+    replayed in the checker worker; 1 replays every step, 0 none.
+    """
 
     def __init__(self, addresses: Sequence[Address], servers: Sequence[Address], workers: Sequence[Address],
-                 clients: Sequence[Address], check_every: int = 64) -> None:
+                 clients: Sequence[Address], session: Any, check_every: int = 64) -> None:
         self.addresses = tuple(addresses)
         self.index = {a: i for i, a in enumerate(self.addresses)}
         self.server_indices = tuple(self.index[a] for a in servers)
         self.worker_indices = tuple(self.index[a] for a in workers)
         self.client_indices = tuple(self.index[a] for a in clients)
+        self.session = session
         self.cache: dict[tuple[int, int, int], _Transition] = {}
-        self.check_every = check_every  # re-execute one cache hit in this many (0: never, 1: always)
-        self._hits = 0
+        self.check_every = check_every
         self.steps_executed = 0
         self.root: SearchState | None = None  # the state the system was built for
+        self._pool: Any = None
+        self._timer_texts: dict[int, WireValue] = {}
 
-    def transition(self, i: int, node: Node, node_fp: int, event: Any, event_fp: int, sender: int) -> _Transition:
-        key = (node_fp, sender, event_fp)
+    @property
+    def pool(self) -> Any:
+        if self._pool is None:
+            from labkit.judge.pool import StepPool
+
+            self._pool = StepPool(self.session)
+        return self._pool
+
+    # ---- steps ------------------------------------------------------------------------
+
+    def transition(self, i: int, node: Any, fp: int, event: WireValue, event_fp: int, sender: int) -> _Transition:
+        key = (fp, sender, event_fp)
         cached = self.cache.get(key)
-        if cached is not None:
-            self._hits += 1
-            if self.check_every and self._hits % self.check_every == 0:
-                fresh = self._execute(i, node, event, sender)
-                _compare(cached, fresh, self.addresses[i], node, event, sender, self)
-            return cached
-        result = self._execute(i, node, event, sender)
-        if self.check_every == 1:  # full checks: every step is executed twice
-            _compare(result, self._execute(i, node, event, sender), self.addresses[i], node, event, sender, self)
-        if len(self.cache) >= _CACHE_LIMIT:
-            self.cache.clear()
-        self.cache[key] = result
-        return result
+        if cached is None:
+            self.prepare([(i, node, fp, event, event_fp, sender)])
+            cached = self.cache[key]
+        return cached
 
-    def _execute(self, i: int, node: Node, event: Any, sender: int) -> _Transition:
-        self.steps_executed += 1
-        new = copy_node(node)
-        effects = Effects(None)  # type: ignore[arg-type]
+    def prepare(self, steps: Iterable[tuple[int, Any, int, WireValue, int, int]]) -> None:
+        """Compute, in batches on the workers, every step of ``steps`` not cached yet."""
+        wanted: dict[tuple[int, int, int], tuple[int, Any, WireValue, int]] = {}
+        cache = self.cache
+        for i, node, fp, event, event_fp, sender in steps:
+            key = (fp, sender, event_fp)
+            if key not in cache and key not in wanted:
+                wanted[key] = (i, node, event, sender)
+        if not wanted:
+            return
+        if len(cache) + len(wanted) >= _CACHE_LIMIT:
+            cache.clear()
+        requests = []
+        keys = []
+        for key, (i, node, event, sender) in wanted.items():
+            request = self._request(i, node, event, sender)
+            if request is None:  # handled by the judge alone (a client worker's own timer)
+                cache[key] = self._own_step(i, node, event)
+                continue
+            keys.append(key)
+            requests.append(request)
+        if not requests:
+            return
+        self.steps_executed += len(requests)
+        check = [self.check_every == 1 or (self.check_every > 0 and mix(hash(k)) % self.check_every == 0)
+                 for k in keys]
+        outcomes = self.pool.run(requests, check)
+        for key, outcome, (i, node, event, sender) in zip(keys, outcomes, (wanted[k] for k in keys)):
+            cache[key] = self._result(i, node, event, sender, outcome)
+
+    def _request(self, i: int, node: Any, event: WireValue, sender: int) -> Any:
+        from labkit.judge.pool import StepRequest
+
+        kind = "timer" if sender == _TIMER_KEY else "message"
+        sender_name = None if sender == _TIMER_KEY else self.addresses[sender].name
+        if isinstance(node, ClientWorker):
+            client = node.client
+            if kind == "timer" and _is_pacing(event):
+                number = event.value.number
+                if number != node.sent + 1 or node.outstanding or not node._has_command(number):
+                    return None
+                command = node._command_and_result(number)[0]
+                return StepRequest(client, "call", "send_command", WireValue(encode((command,))), None)
+            follow = node.follow_up()
+            return StepRequest(client, kind, sender_name, event, follow)
+        return StepRequest(node, kind, sender_name, event, None)
+
+    def _own_step(self, i: int, node: Any, event: WireValue) -> _Transition:
+        return _Transition(node, node.fp, (), (), None)
+
+    def _result(self, i: int, node: Any, event: WireValue, sender: int, outcome: Outcome) -> _Transition:
         address = self.addresses[i]
         failure = None
-        _active.append(effects)
-        try:
-            if sender == _TIMER_KEY:
-                new.deliver_timer(copy_value(event))
-            else:
-                new.deliver_message(copy_value(event), self.addresses[sender])
-        except Exception as error:
-            failure = _failure(address, self.event_of(i, event, sender), error)
-        finally:
-            _active.pop()
-        try:
-            new_fp = fingerprint(new)
-        except UnsupportedValueError as error:
-            failure = failure or _failure(address, self.event_of(i, event, sender), error, show_trace=False)
-            new_fp = hash((_ERROR_TAG, id(new)))
-        return _Transition(new, new_fp, self._envelopes(effects.sends), self._entries(effects.timers), failure)
+        if outcome.error is not None:
+            error = outcome.error
+            failure = HandlerFailure(address, self.event_of(i, event, sender), str(error.get("type", "Exception")),
+                                     str(error.get("message", "")),
+                                     "" if error.get("state") else str(error.get("traceback", "")))
+        extra: list[tuple[Any, Any, int, int]] = []
+        if isinstance(node, ClientWorker):
+            client = node.client
+            new_client = client.with_state(outcome.state or client.value, outcome.obs_after or outcome.obs)
+            new = node.copy()
+            new.client = new_client
+            if failure is None:
+                effects = Effects(None)  # type: ignore[arg-type]
+                _active.append(effects)
+                try:
+                    if sender == _TIMER_KEY and _is_pacing(event):
+                        new.sent = event.value.number
+                        new._lk_invoked_at = None
+                    else:
+                        new.absorb(outcome, None)
+                except Exception as error:  # get_result() misbehaved
+                    failure = HandlerFailure(address, self.event_of(i, event, sender), type(error).__name__,
+                                             str(error), getattr(error, "traceback_text", ""))
+                finally:
+                    _active.pop()
+                extra = [(address, self._encoded_timer(t), lo, hi) for _, t, lo, hi in effects.timers]
+        else:
+            new = node.with_state(outcome.state or node.value, outcome.obs)
+        sends = self._envelopes([(address, to, m) for to, m in outcome.sends])
+        timers = self._entries([(address, t, lo, hi) for t, lo, hi in outcome.timers] + extra)
+        return _Transition(new, new.fp, sends, timers, failure)
+
+    def _encoded_timer(self, timer: Any) -> WireValue:
+        return as_wire(timer)
 
     def _envelopes(self, sends: list) -> tuple:
         out = []
@@ -158,12 +245,17 @@ class System:
             if r is None:
                 continue  # no such node in this search: the message can never be delivered
             s = index[sender]
-            mfp = fingerprint(message)
+            message = as_wire(message)
+            mfp = message.fp
             out.append((s, r, message, mfp, mix(hash((s, r, mfp)))))
         return tuple(out)
 
     def _entries(self, timers: list) -> tuple:
-        return tuple((timer, lo, hi, hash((fingerprint(timer), lo, hi))) for _, timer, lo, hi in timers)
+        out = []
+        for _, timer, lo, hi in timers:
+            timer = as_wire(timer)
+            out.append((timer, lo, hi, hash((timer.fp, lo, hi))))
+        return tuple(out)
 
     def event_of(self, i: int, item: Any, sender: int) -> Event:
         if sender == _TIMER_KEY:
@@ -171,45 +263,11 @@ class System:
         return Event("message", self.addresses[i], self.addresses[sender], item)
 
 
-_LABKIT_DIR = str(Path(__file__).resolve().parents[1])
+def _is_pacing(timer: WireValue) -> bool:
+    return timer.text.startswith(_PACING_PREFIX)
 
 
-def _failure(address: Address, event: Event, error: BaseException, show_trace: bool = True) -> HandlerFailure:
-    """The failure, with a traceback of the student's frames only (all frames if none is theirs)."""
-    trace = ""
-    if show_trace:
-        frames = traceback.extract_tb(error.__traceback__)
-        theirs = [f for f in frames if not f.filename.startswith(_LABKIT_DIR)] or frames
-        trace = "Traceback (most recent call last):\n" + "".join(traceback.format_list(theirs))
-        trace += f"{type(error).__name__}: {error}"
-    return HandlerFailure(address, event, type(error).__name__, str(error), trace)
-
-
-def _compare(cached: _Transition, fresh: _Transition, address: Address, node: Node, event: Any, sender: int,
-             system: System) -> None:
-    same = (
-        cached.node_fp == fresh.node_fp
-        and tuple(e[4] for e in cached.sends) == tuple(e[4] for e in fresh.sends)
-        and tuple(e[3] for e in cached.timers) == tuple(e[3] for e in fresh.timers)
-    )
-    if same:
-        return
-    handler = (
-        f"{type(node).__name__}.on_{type(event).__name__}" if sender == _TIMER_KEY
-        else f"{type(node).__name__}.handle_{type(event).__name__}"
-    )
-    what = "the messages it sent"
-    if cached.node_fp != fresh.node_fp:
-        a, b = state_fields(cached.node), state_fields(fresh.node)
-        differing = sorted(k for k in set(a) | set(b) if k not in a or k not in b or fingerprint(a[k]) != fingerprint(b[k]))
-        what = "attribute " + ", ".join(differing) if differing else "its state"
-    elif tuple(e[3] for e in cached.timers) != tuple(e[3] for e in fresh.timers):
-        what = "the timers it set"
-    raise NondeterminismError(
-        f"{handler} is not deterministic: handling {system.event_of(system.index[address], event, sender)} twice "
-        f"from the same state of {address} gave different results ({what} differ). Handlers must not use "
-        "random numbers, the clock, global variables, or the iteration order of sets of strings"
-    )
+_PACING_PREFIX = '["O","labkit.client:InterRequestTimer",'
 
 
 class SearchState:
@@ -223,45 +281,94 @@ class SearchState:
     @classmethod
     def initial(
         cls,
-        servers: Iterable[Node] = (),
-        workers: Iterable[tuple[Node, Workload]] = (),
-        clients: Iterable[Node] = (),
-        others: Iterable[Node] = (),
+        servers: Iterable[Any] = (),
+        workers: Iterable[tuple[Any, Workload]] = (),
+        clients: Iterable[Any] = (),
+        others: Iterable[Any] = (),
+        *,
+        session: Any = None,
     ) -> "SearchState":
         """The start state: nodes added in order, each ``init()`` run (client
-        workers send their first command here)."""
-        nodes = (
-            [("server", n) for n in servers]
-            + [("worker", ClientWorker(c, w)) for c, w in workers]
-            + [("client", n) for n in clients]
-            + [("other", n) for n in others]
+        workers send their first command here). Nodes are recipes of the
+        submitted module (``t.solution.PaxosServer(...)``) or node objects of
+        trusted code, sent to the workers by value."""
+        entries: list[tuple[str, Any, Workload | None]] = (
+            [("server", n, None) for n in servers]
+            + [("worker", c, w) for c, w in workers]
+            + [("client", n, None) for n in clients]
+            + [("other", n, None) for n in others]
         )
-        system = cls._system(nodes)
+        if not entries:
+            raise SearchError("a search needs at least one node in its initial state")
+        session = _session_of([node for _, node, _ in entries], session)
+        starts = []
+        for role, node, _ in entries:
+            if isinstance(node, NodeRecipe):
+                starts.append((role, node.address, node.qualified, node.args, None))
+            elif isinstance(node, Node) and not isinstance(node, ClientWorker):
+                session.add_module_of(type(node))
+                try:
+                    state = encode(node)
+                except UnsupportedValueError as error:
+                    raise SearchError(f"the initial state of {node.address} cannot be searched: {error}") from None
+                starts.append((role, node.address, f"{type(node).__module__}:{type(node).__qualname__}", None,
+                               state))
+            else:
+                raise SearchError(f"{node!r} is not a Node; every node of a search must subclass labkit.Node")
+        system = cls._system([(role, address) for role, address, _, _, _ in starts], session)
+        pool = system.pool
+        outcomes = pool.start([(qualified, args, state, _observer(role, session))
+                               for role, _, qualified, args, state in starts])
+        nodes: list[Any] = []
         envs: list[tuple] = []
         queues: list[tuple] = []
-        for _, node in nodes:
-            effects = Effects(None)  # type: ignore[arg-type]
-            _active.append(effects)
-            try:
-                node.init()
-            except Exception as error:
-                raise SearchError(f"{node.address}.init() raised {type(error).__name__}: {error}") from error
-            finally:
-                _active.pop()
-            envs.extend(system._envelopes(effects.sends))
-            queues.append(system._entries(effects.timers))
-        return cls._assemble(system, [n for _, n in nodes], envs, queues, [])
+        for (role, address, qualified, _, _), outcome, (_, _, workload) in zip(starts, outcomes, entries):
+            if outcome.error is not None:
+                error = outcome.error
+                raise SearchError(f"{address}'s {'constructor' if error.get('phase') == 'constructor' else 'init()'} "
+                                  f"raised {error.get('type')}: {error.get('message')}\n{error.get('traceback', '')}")
+            assert outcome.state is not None
+            snapshot = SnapshotNode(address, qualified, "client" if role in ("worker", "client") else role,
+                                    _queries(role, session), outcome.state, outcome.obs,
+                                    _observer(role, session), pool.ask)
+            sends = [(address, to, m) for to, m in outcome.sends]
+            timers = [(address, t, lo, hi) for t, lo, hi in outcome.timers]
+            node: Any = snapshot
+            if role == "worker":
+                assert workload is not None
+                worker = ClientWorker(snapshot, workload)
+                if worker._has_command(1):
+                    command = worker._command_and_result(1)[0]
+                    sent = pool.call(snapshot, "send_command", (command,))
+                    if sent.error is not None:
+                        raise SearchError(f"{address}.send_command() raised {sent.error.get('type')}: "
+                                          f"{sent.error.get('message')}")
+                    worker.client = snapshot.with_state(sent.state or snapshot.value, sent.obs)
+                    worker.sent = 1
+                    worker._lk_invoked_at = None
+                    sends += [(address, to, m) for to, m in sent.sends]
+                    timers += [(address, t, lo, hi) for t, lo, hi in sent.timers]
+                node = worker
+            nodes.append(node)
+            envs.extend(system._envelopes(sends))
+            queues.append(system._entries(timers))
+        return cls._assemble(system, nodes, envs, queues, [])
 
     @classmethod
     def restored(
         cls,
-        nodes: Sequence[tuple[str, Node]],
-        network: Sequence[tuple[Address, Address, Message]],
-        dropped: Sequence[tuple[Address, Address, Message]],
-        timers: Sequence[Sequence[tuple[Timer, int, int]]],
+        nodes: Sequence[tuple[str, Any]],
+        network: Sequence[tuple[Address, Address, Any]],
+        dropped: Sequence[tuple[Address, Address, Any]],
+        timers: Sequence[Sequence[tuple[Any, int, int]]],
+        session: Any,
     ) -> "SearchState":
-        """A state rebuilt from saved parts (``init()`` is not run again)."""
-        system = cls._system(list(nodes))
+        """A state rebuilt from saved parts (``init()`` is not run again): nodes are
+        snapshots and client workers, messages and timers encoded values."""
+        system = cls._system([(role, node.address) for role, node in nodes], session)
+        for _, node in nodes:
+            snapshot = node.client if isinstance(node, ClientWorker) else node
+            snapshot._asker = system.pool.ask
         sends = [(s, r, m) for s, r, m in network]
         set_aside = [(s, r, m) for s, r, m in dropped]
         queues = [system._entries([(None, t, lo, hi) for t, lo, hi in q]) for q in timers]
@@ -269,21 +376,16 @@ class SearchState:
                              list(system._envelopes(set_aside)))
 
     @staticmethod
-    def _system(nodes: list[tuple[str, Node]]) -> System:
-        if not nodes:
-            raise SearchError("a search needs at least one node in its initial state")
-        for _, node in nodes:
-            if not isinstance(node, Node):
-                raise SearchError(f"{node!r} is not a Node; every node of a search must subclass labkit.Node")
-        addresses = [n.address for _, n in nodes]
+    def _system(nodes: list[tuple[str, Address]], session: Any) -> System:
+        addresses = [a for _, a in nodes]
         duplicates = sorted({a.name for a in addresses if addresses.count(a) > 1})
         if duplicates:
             raise SearchError(f"two nodes share the address {duplicates[0]}")
-        by_role = {role: [n.address for r, n in nodes if r == role] for role in ("server", "worker", "client")}
-        return System(addresses, by_role["server"], by_role["worker"], by_role["client"])
+        by_role = {role: [a for r, a in nodes if r == role] for role in ("server", "worker", "client")}
+        return System(addresses, by_role["server"], by_role["worker"], by_role["client"], session)
 
     @classmethod
-    def _assemble(cls, system: System, nodes: list[Node], envs: Sequence[tuple], queues: list[tuple],
+    def _assemble(cls, system: System, nodes: list[Any], envs: Sequence[tuple], queues: list[tuple],
                   dropped: list[tuple]) -> "SearchState":
         state = cls.__new__(cls)
         state.system = system
@@ -291,10 +393,7 @@ class SearchState:
         state.failure = None
         state.origin = ()
         state.node_list = tuple(nodes)
-        try:
-            state.node_fps = tuple(fingerprint(n) for n in nodes)
-        except UnsupportedValueError as error:
-            raise SearchError(f"the initial state cannot be explored: {error}") from None
+        state.node_fps = tuple(n.fp for n in nodes)
         unique: dict[int, tuple] = {}
         for env in envs:
             unique.setdefault(env[4], env)
@@ -363,19 +462,23 @@ class SearchState:
                     bound = entry[2]
         return out
 
-    def step_fp(self, event: tuple) -> tuple[int, tuple]:
-        """The successor's fingerprint, and what :meth:`build` needs to make it."""
-        system = self.system
+    def step_inputs(self, event: tuple) -> tuple[int, Any, int, WireValue, int, int]:
+        """What the step of ``event`` depends on: ``(node index, node, its fingerprint, item,
+        item fingerprint, sender index or -1 for a timer)`` (see :meth:`System.prepare`)."""
         if event[0] == 0:
             s, r, message, mfp, _ = self.envs[event[1]]
-            i = r
-            t = system.transition(i, self.node_list[i], self.node_fps[i], message, mfp, s)
-            queue = self.queues[i]
-        else:
-            _, i, pos = event
-            queue = self.queues[i]
-            timer, lo, hi, efp = queue[pos]
-            t = system.transition(i, self.node_list[i], self.node_fps[i], timer, efp, _TIMER_KEY)
+            return r, self.node_list[r], self.node_fps[r], message, mfp, s
+        _, i, pos = event
+        timer, _, _, efp = self.queues[i][pos]
+        return i, self.node_list[i], self.node_fps[i], timer, efp, _TIMER_KEY
+
+    def step_fp(self, event: tuple) -> tuple[int, tuple]:
+        """The successor's fingerprint, and what :meth:`build` needs to make it."""
+        i, node, fp, item, item_fp, sender = self.step_inputs(event)
+        t = self.system.transition(i, node, fp, item, item_fp, sender)
+        queue = self.queues[i]
+        if event[0] == 1:
+            pos = event[2]
             queue = queue[:pos] + queue[pos + 1:]
         if t.timers:
             queue = queue + t.timers
@@ -433,7 +536,7 @@ class SearchState:
             s, r = index.get(event.sender), index.get(event.node)  # type: ignore[arg-type]
             if s is None or r is None:
                 return None
-            efp = mix(hash((s, r, fingerprint(event.item))))
+            efp = mix(hash((s, r, as_wire(event.item).fp)))
             if efp in self.env_fps:
                 for k, env in enumerate(self.envs):
                     if env[4] == efp:
@@ -443,7 +546,7 @@ class SearchState:
             i = index.get(event.node)  # type: ignore[arg-type]
             if i is None:
                 return None
-            efp = hash((fingerprint(event.item), event.min_millis, event.max_millis))
+            efp = hash((as_wire(event.item).fp, event.min_millis, event.max_millis))
             bound = None
             for pos, entry in enumerate(self.queues[i]):
                 if entry[3] == efp:
@@ -522,18 +625,18 @@ class SearchState:
         return self.system.addresses
 
     @property
-    def nodes(self) -> dict[Address, Node]:
+    def nodes(self) -> dict[Address, Any]:
         """Address to node, as in a simulation."""
         return dict(zip(self.system.addresses, self.node_list))
 
-    def node(self, address: Address) -> Node:
+    def node(self, address: Address) -> Any:
         i = self.system.index.get(address)
         if i is None:
             raise SearchError(f"there is no node {address} in this search")
         return self.node_list[i]
 
     @property
-    def servers(self) -> list[Node]:
+    def servers(self) -> list[SnapshotNode]:
         return [self.node_list[i] for i in self.system.server_indices]
 
     @property
@@ -541,18 +644,47 @@ class SearchState:
         return [self.node_list[i] for i in self.system.worker_indices]  # type: ignore[misc]
 
     @property
-    def clients(self) -> list[Node]:
+    def clients(self) -> list[SnapshotNode]:
         return [self.node_list[i] for i in self.system.client_indices]
 
     @property
-    def network(self) -> list[tuple[Address, Address, Message]]:
+    def network(self) -> list[tuple[Address, Address, WireValue]]:
         """Deliverable-in-principle envelopes ``(sender, receiver, message)``."""
         a = self.system.addresses
         return [(a[e[0]], a[e[1]], e[2]) for e in self.envs]
 
-    def timers(self, address: Address) -> list[tuple[Timer, int, int]]:
+    def timers(self, address: Address) -> list[tuple[WireValue, int, int]]:
         """The timer queue of a node, in the order set: ``(timer, min, max)``."""
         return [(e[0], e[1], e[2]) for e in self.queues[self.system.index[address]]]
 
     def __repr__(self) -> str:
         return f"SearchState(depth={self.depth}, {len(self.node_list)} nodes, {len(self.envs)} messages)"
+
+
+def _session_of(nodes: list[Any], given: Any) -> Any:
+    """The session of a search: the one given, the submission's, or a new one for trusted nodes."""
+    from labkit.judge.session import Session
+
+    sessions = {id(n.session): n.session for n in nodes if isinstance(n, NodeRecipe)}
+    if given is not None:
+        sessions.setdefault(id(given), given)
+    if len(sessions) > 1:
+        raise SearchError("every node of a search must come from the same submission")
+    if sessions:
+        return next(iter(sessions.values()))
+    first = next((n for n in nodes if isinstance(n, Node)), None)
+    return Session(label=type(first).__module__ if first is not None else "search")
+
+
+def _observer(role: str, session: Any) -> str | None:
+    if role in ("worker", "client"):
+        return "client"
+    if role == "server" and "server" in session.observers:
+        return "server"
+    return None
+
+
+def _queries(role: str, session: Any) -> frozenset[str]:
+    if role in ("worker", "client"):
+        return frozenset({"has_result", "get_result"})
+    return frozenset(session.queries) if role == "server" else frozenset()

@@ -7,21 +7,24 @@ current code's handlers, so a saved trace checks whether a fix works.
 from __future__ import annotations
 
 import dataclasses
+import importlib
 import json
 from pathlib import Path
 from typing import Any, Callable, Sequence
 
 from labkit.check.predicates import PredicateResult
-from labkit.client import ClientWorker, Workload
-from labkit.node import Address, LabkitError, Node
-from labkit.search.serialize import SerializationError, from_json, to_json
-from labkit.search.state import Event, HandlerFailure, SearchState
-from labkit.values import brief, canonical_repr, fingerprint
+from labkit.client import ClientWorker, HistoryRecord, Workload
+from labkit.judge.nodes import SnapshotNode
+from labkit.judge.worker import WorkerFailure
+from labkit.node import Address, LabkitError
+from labkit.search.state import Event, HandlerFailure, SearchState, as_wire
+from labkit.values import brief, canonical_repr
+from labkit.wire import Record, WireError, WireValue, decode_data, encode
 
 __all__ = ["Trace", "TraceError", "replay", "minimize", "reorder", "TRACE_FORMAT", "TRACE_VERSION"]
 
 TRACE_FORMAT = "labkit-trace"
-TRACE_VERSION = 1
+TRACE_VERSION = 2
 _MISSING = object()
 
 
@@ -117,7 +120,7 @@ def reorder(root: SearchState, events: Sequence[Event]) -> list[Event]:
             if event.node in last_at:
                 mine.append(last_at[event.node])
             if event.kind == "message":
-                key = hash((event.sender, event.node, fingerprint(event.item)))
+                key = hash((event.sender, event.node, as_wire(event.item).fp))
                 if key in sent_by:
                     mine.append(sent_by[key])
             last_at[event.node] = k  # type: ignore[index]
@@ -178,7 +181,7 @@ def _short(value: Any, limit: int = 100) -> str:
 
 
 def _is_record(value: Any) -> bool:
-    return isinstance(value, Node) or (
+    return isinstance(value, Record) or (
         hasattr(value, "__dict__") and not isinstance(value, type) and not (
             dataclasses.is_dataclass(value) and value.__dataclass_params__.frozen  # type: ignore[attr-defined]
         )
@@ -186,12 +189,21 @@ def _is_record(value: Any) -> bool:
 
 
 def _fields(value: Any) -> dict[str, Any]:
+    if isinstance(value, Record):
+        return {k: v for k, v in value.as_dict().items() if k != "address"}
     return {k: v for k, v in vars(value).items() if not k.startswith("_lk_") and k != "address"}
+
+
+def same_value(a: Any, b: Any) -> bool:
+    try:
+        return type(a) is type(b) and bool(a == b)
+    except Exception:  # values that cannot be compared are shown as changed
+        return False
 
 
 def diff_values(name: str, before: Any, after: Any, out: list[str], depth: int = 0) -> None:
     """Append ``name: before -> after`` lines for what changed, descending into dicts and objects."""
-    if before is not _MISSING and after is not _MISSING and fingerprint(before) == fingerprint(after):
+    if before is not _MISSING and after is not _MISSING and same_value(before, after):
         return
     if depth < 3 and isinstance(before, dict) and isinstance(after, dict):
         keys = sorted(set(before) | set(after), key=canonical_repr)
@@ -214,10 +226,35 @@ def diff_values(name: str, before: Any, after: Any, out: list[str], depth: int =
     out.append(f"{name}: {_short(before)} -> {_short(after)}")
 
 
-def node_changes(before: Node, after: Node) -> list[str]:
+@dataclasses.dataclass
+class WorkerView:
+    """A client worker as a trace shows it: its client's state, the commands sent, the results recorded."""
+
+    client: Any
+    sent: int
+    results: list[Any]
+
+
+def node_view(node: Any) -> Any:
+    """What a search node holds, decoded: a snapshot's state, or a client worker's view."""
+    if isinstance(node, ClientWorker):
+        return WorkerView(node.client.state, node.sent, list(node.results))
+    return node.state
+
+
+def node_fields(node: Any) -> dict[str, Any]:
+    """A search node's fields by name, decoded (a client worker: its client's, then sent and results)."""
+    view = node_view(node)
+    if isinstance(view, WorkerView):
+        fields = {f"client.{k}": v for k, v in _fields(view.client).items()} if _is_record(view.client) else {}
+        return {**fields, "sent": view.sent, "results": view.results}
+    return _fields(view) if _is_record(view) else {}
+
+
+def node_changes(before: Any, after: Any) -> list[str]:
     """The changed fields of a node, one line each."""
     out: list[str] = []
-    diff_values("", before, after, out)
+    diff_values("", node_view(before), node_view(after), out)
     return out
 
 
@@ -232,7 +269,13 @@ class Trace:
     meta: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def states(self) -> list[SearchState]:
-        return replay(self.root, self.events)
+        """The states along the trace, replayed by the current code."""
+        try:
+            return replay(self.root, self.events)
+        except WorkerFailure as error:
+            if error.kind != "protocol":
+                raise
+            raise TraceError(f"this trace does not fit the current code: {error}") from None
 
     def render(self) -> str:
         """Numbered events, each with the fields it changed; then the violation."""
@@ -259,13 +302,19 @@ class Trace:
         return {
             "format": TRACE_FORMAT,
             "version": TRACE_VERSION,
-            "meta": self.meta,
+            "meta": {**self._code(), **self.meta},
             "start": snapshot(self.root),
             "events": [_event_to_json(e) for e in self.events],
             "violation": dataclasses.asdict(self.violation) if self.violation else None,
             "failure": {**dataclasses.asdict(self.failure), "event": _event_to_json(self.failure.event)}
             if self.failure else None,
         }
+
+    def _code(self) -> dict[str, Any]:
+        """Where the trace's code comes from: the submitted module and the trusted modules of its nodes."""
+        session = self.root.system.session
+        return {"solution": str(session.solution_path) if session.solution_path else None,
+                "modules": list(session.modules)}
 
     def save(self, path: str | Path) -> Path:
         """Write the trace as versioned, human-readable JSON."""
@@ -285,8 +334,9 @@ class Trace:
         return meta if isinstance(meta, dict) else {}
 
     @classmethod
-    def load(cls, path: str | Path) -> "Trace":
-        """Read a trace file; the classes it names must be importable (load the solution first)."""
+    def load(cls, path: str | Path, session: Any = None) -> "Trace":
+        """Read a trace file; its steps replay in ``session``'s workers (by default, a session
+        of the solution the trace names)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text(encoding="utf-8"))
@@ -301,16 +351,49 @@ class Trace:
                 f"{path} is a version {data.get('version')} trace; this labkit reads version {TRACE_VERSION}: "
                 "make the trace again with this version"
             )
+        if session is None:
+            session = session_for(data.get("meta") or {})
         try:
-            root = restore(data["start"])
+            root = restore(data["start"], session)
             events = [_event_from_json(e) for e in data["events"]]
             violation = PredicateResult(**data["violation"]) if data.get("violation") else None
             failure = HandlerFailure(
                 **{**data["failure"], "event": _event_from_json(data["failure"]["event"])}
             ) if data.get("failure") else None
-        except (KeyError, TypeError, ValueError, AttributeError, SerializationError) as error:
+        except (KeyError, TypeError, ValueError, AttributeError, IndexError, WireError) as error:
             raise TraceError(f"{path} is damaged or incomplete: {error}") from None
         return cls(root, events, violation, failure, data.get("meta", {}))
+
+
+def session_for(meta: dict[str, Any], solution: str | Path | None = None) -> Any:
+    """A session (workers) for replaying a trace: the given solution, or the one the trace names."""
+    from labkit.judge.session import Session
+    from labkit.testing.runner import get_lab
+
+    path = solution or meta.get("solution")
+    modules = meta.get("modules") or []
+    if not path and not modules:
+        raise TraceError("the trace does not name the solution it was made with: give it with --solution")
+    lab = None
+    if meta.get("lab"):
+        try:
+            lab = get_lab(str(meta["lab"]))
+        except LabkitError:
+            lab = None
+    session = Session(solution=Path(path) if path else None, observers=lab.observers if lab else None,
+                      queries=lab.queries if lab else ())
+    for name in modules:
+        if not isinstance(name, str) or not all(part.isidentifier() for part in name.split(".")):
+            raise TraceError(f"the trace names a module {name!r} that is not a module name")
+        try:
+            session.add_module(importlib.import_module(name))
+        except ImportError as error:
+            raise TraceError(f"the trace's nodes come from the module {name}, which cannot be imported: {error}") from None
+    return session
+
+
+def _item_text(item: Any) -> str:
+    return as_wire(item).text
 
 
 def _event_to_json(event: Event) -> dict[str, Any]:
@@ -318,7 +401,7 @@ def _event_to_json(event: Event) -> dict[str, Any]:
         "kind": event.kind,
         "node": event.node.name if event.node else None,
         "sender": event.sender.name if event.sender else None,
-        "item": to_json(event.item),
+        "item": _item_text(event.item) if event.item is not None else None,
         "min": event.min_millis,
         "max": event.max_millis,
         "direction": event.direction,
@@ -329,32 +412,68 @@ def _event_to_json(event: Event) -> dict[str, Any]:
 def _event_from_json(data: dict[str, Any]) -> Event:
     if data["kind"] not in ("message", "timer", "drop", "undrop"):
         raise ValueError(f"unknown event kind {data['kind']!r}")
+    item = data.get("item")
+    if item is not None:
+        if not isinstance(item, str):
+            raise ValueError("an event's item must be an encoded value")
+        decode_data(item)  # malformed encodings are found now, not while replaying
+        item = WireValue(item)
     return Event(
         data["kind"],
         Address(data["node"]) if data.get("node") else None,
         Address(data["sender"]) if data.get("sender") else None,
-        from_json(data.get("item")),
+        item,
         int(data.get("min", 0)),
         int(data.get("max", 0)),
         data.get("direction", ""),
     )
 
 
-def _explicit(worker: ClientWorker) -> ClientWorker:
-    """A copy of ``worker`` whose workloads are spelled out command by command (so they can be saved)."""
-    copy = object.__new__(ClientWorker)
-    copy.__dict__.update(worker.__dict__)
+def _node_to_json(node: Any, role: str) -> dict[str, Any]:
+    if isinstance(node, ClientWorker):
+        worker: dict[str, Any] = {"segments": [], "sent": node.sent,
+                                  "history": [[encode(r.command), _item_text(r.result)] for r in node.completed]}
+        for offset, workload in node._lk_segments:
+            if workload.size is None:
+                raise TraceError("cannot save a trace of a client with an infinite workload")
+            pairs = [workload.command_and_result(n, node.address, f"{node._lk_seed}:{offset}")
+                     for n in range(1, workload.size + 1)]
+            worker["segments"].append([offset, [[encode(c), encode(r) if r is not None else None] for c, r in pairs]])
+        snapshot = node.client
+        return {"role": role, "address": snapshot.address.name, "class": snapshot.qualified,
+                "state": snapshot.value.text, "worker": worker}
+    return {"role": role, "address": node.address.name, "class": node.qualified, "state": node.value.text}
+
+
+def _node_from_json(data: dict[str, Any], session: Any) -> tuple[str, Any]:
+    from labkit.search.state import _observer, _queries
+
+    role = data["role"]
+    if role not in ("server", "worker", "client", "other"):
+        raise ValueError(f"unknown node role {role!r}")
+    address = Address(data["address"])
+    state = data["state"]
+    decode_data(state)
+    snapshot = SnapshotNode(address, str(data["class"]), "client" if role in ("worker", "client") else role,
+                            _queries(role, session), WireValue(state), None, _observer(role, session), None)
+    if role != "worker":
+        return role, snapshot
+    info = data["worker"]
     segments = []
-    for offset, workload in worker._lk_segments:
-        if workload.size is None:
-            raise TraceError("cannot save a trace of a client with an infinite workload")
-        pairs = [workload.command_and_result(n, worker.address, f"{worker._lk_seed}:{offset}")
-                 for n in range(1, workload.size + 1)]
-        results = [r for _, r in pairs]
-        segments.append((offset, Workload.of([c for c, _ in pairs], results if all(r is not None for r in results) else None)))
-    copy._lk_segments = segments
-    copy._lk_seed = 0
-    return copy
+    for offset, pairs in info["segments"]:
+        commands = [decode_data(c) for c, _ in pairs]
+        results = [decode_data(r) if r is not None else None for _, r in pairs]
+        segments.append((int(offset), Workload.of(commands, results if all(r is not None for r in results) else None)))
+    worker = ClientWorker(snapshot, segments[0][1])
+    worker._lk_segments = segments
+    worker.sent = int(info["sent"])
+    for command, result in info["history"]:
+        value = WireValue(result)
+        worker.results.append(value.value)
+        worker._lk_result_fps += (value.fp,)
+        worker._lk_history.append(HistoryRecord(address, decode_data(command), value.value, None, None))
+    worker._lk_invoked_at = None
+    return role, worker
 
 
 def snapshot(state: SearchState) -> dict[str, Any]:
@@ -363,29 +482,29 @@ def snapshot(state: SearchState) -> dict[str, Any]:
     roles = {i: "server" for i in system.server_indices}
     roles.update({i: "worker" for i in system.worker_indices})
     roles.update({i: "client" for i in system.client_indices})
-    nodes = []
-    for i, node in enumerate(state.node_list):
-        if isinstance(node, ClientWorker):
-            node = _explicit(node)
-        nodes.append({"role": roles.get(i, "other"), "node": to_json(node)})
     a = system.addresses
     return {
-        "nodes": nodes,
-        "network": [[a[e[0]].name, a[e[1]].name, to_json(e[2])] for e in state.envs],
-        "dropped": [[a[e[0]].name, a[e[1]].name, to_json(e[2])] for e in state.dropped],
-        "timers": [[[to_json(t), lo, hi] for t, lo, hi, _ in q] for q in state.queues],
+        "nodes": [_node_to_json(node, roles.get(i, "other")) for i, node in enumerate(state.node_list)],
+        "network": [[a[e[0]].name, a[e[1]].name, e[2].text] for e in state.envs],
+        "dropped": [[a[e[0]].name, a[e[1]].name, e[2].text] for e in state.dropped],
+        "timers": [[[t.text, lo, hi] for t, lo, hi, _ in q] for q in state.queues],
     }
 
 
-def restore(data: dict[str, Any]) -> SearchState:
-    """The state saved by :func:`snapshot`."""
-    nodes = [(entry["role"], from_json(entry["node"])) for entry in data["nodes"]]
-    for role, node in nodes:
-        if not isinstance(node, Node):
-            raise ValueError(f"a saved node is a {type(node).__name__}, not a Node")
+def restore(data: dict[str, Any], session: Any) -> SearchState:
+    """The state saved by :func:`snapshot`, its steps to run in ``session``'s workers."""
+    nodes = [_node_from_json(entry, session) for entry in data["nodes"]]
+
+    def wire(text: Any) -> WireValue:
+        if not isinstance(text, str):
+            raise ValueError("a saved message or timer must be an encoded value")
+        decode_data(text)
+        return WireValue(text)
+
     return SearchState.restored(
         nodes,
-        [(Address(s), Address(r), from_json(m)) for s, r, m in data["network"]],
-        [(Address(s), Address(r), from_json(m)) for s, r, m in data["dropped"]],
-        [[(from_json(t), lo, hi) for t, lo, hi in q] for q in data["timers"]],
+        [(Address(s), Address(r), wire(m)) for s, r, m in data["network"]],
+        [(Address(s), Address(r), wire(m)) for s, r, m in data["dropped"]],
+        [[(wire(t), int(lo), int(hi)) for t, lo, hi in q] for q in data["timers"]],
+        session,
     )

@@ -8,6 +8,7 @@ from typing import Any, Iterator, NamedTuple
 
 from labkit.node import Address
 from labkit.values import canonical_repr
+from labkit.wire import type_name
 
 __all__ = ["LogEvent", "EventLog", "SEND", "DELIVER", "DROP", "DUPLICATE", "TIMER_SET", "TIMER_FIRE",
            "TIMER_OFF", "SETTING", "INVOKE", "RESPONSE", "ERROR", "LOG_FORMAT"]
@@ -115,4 +116,4 @@ class EventLog:
 def _type_name(item: Any) -> str | None:
     if item is None or isinstance(item, str):
         return None
-    return type(item).__name__
+    return type_name(item)

@@ -1,22 +1,31 @@
 """A deterministic discrete-event simulation of nodes on an unreliable network.
 
-Single-threaded, in virtual milliseconds, with one seeded random number
-generator: the same seed and the same code give the same run, event for event,
-in every process. Loss and connectivity are decided when a message is due for
-delivery (as in DSLabs), latency draws reorder messages, duplication sends a
-second, independently delayed copy.
+Single-threaded, in virtual milliseconds: the same seed and the same code
+give the same run, event for event, in every process. Every random choice
+(a message's latency, whether it is lost or duplicated, a timer's length) is
+drawn from the seed and the number of the queue entry it concerns, so it does
+not depend on the order in which other events were handled. Loss and
+connectivity are decided when a message is due for delivery (as in DSLabs),
+latency draws reorder messages, duplication sends a second, independently
+delayed copy.
+
+The simulation is the judge's: the nodes it runs live in a worker process of
+its session (:mod:`labkit.judge`), which handles each event and says what the
+node did. Events due at the same millisecond on nodes of the run go to the
+worker in one request when nothing between them could see the difference.
+A share of events, chosen by the seed, is replayed from the node's encoded
+state in a second worker; a different outcome fails the run.
 """
 
 from __future__ import annotations
 
 import heapq
-import random
 import traceback
 from collections import Counter
 from typing import Any, Callable
 
 from labkit.client import ClientWorker, HistoryRecord, NoResultYet, Workload
-from labkit.deadline import DeadlineExceeded, check_deadlines, deadline
+from labkit.judge.nodes import HostedNode, NodeRecipe, RemoteError
 from labkit.node import Address, Effects, LabkitError, Node, _active
 from labkit.sim.log import (
     DELIVER,
@@ -33,9 +42,18 @@ from labkit.sim.log import (
     EventLog,
 )
 from labkit.sim.settings import RunSettings
-from labkit.values import brief, copy_value
+from labkit.values import brief, mix
+from labkit.wire import type_name
+from labkit.wire import encode
 
-__all__ = ["Simulation", "HandlerError", "RunawayError", "SimulationError"]
+__all__ = ["Simulation", "HandlerError", "RunawayError", "SimulationError", "REPLAY_SHARE"]
+
+REPLAY_SHARE = 256
+"""One event in this many (chosen by the seed) is replayed from its encoded state in a second worker."""
+MAX_GROUP = 256  # events sent to the worker in one request
+
+_NO_GROUPS, _GROUPS = 0, 1
+_LOSS, _LATENCY, _DUPLICATE, _LENGTH = 1, 2, 3, 4
 
 _MESSAGE = 0
 _TIMER = 1
@@ -53,18 +71,31 @@ class HandlerError(SimulationError):
         self.event = event
         self.time = time
         self.error = error
-        self.traceback = "".join(traceback.format_exception(type(error), error, error.__traceback__))
+        self.traceback = getattr(error, "traceback_text", "") or "".join(
+            traceback.format_exception(type(error), error, error.__traceback__))
         super().__init__(
             f"{node} raised {type(error).__name__}: {error}\n  while handling {event} at t={time} ms"
         )
 
 
 class RunawayError(SimulationError):
-    """The run used more real time or more events than allowed (an endless loop or a timer storm)."""
+    """The run handled more events than allowed (a timer storm or a message loop)."""
 
 
 def _describe_item(item: Any) -> str:
     return brief(item)
+
+
+def _deliver(node: Any, event: Any, sender: Address | None, sample: bool) -> None:
+    kind = "message" if sender is not None else "timer"
+    if isinstance(node, HostedNode):
+        node.step(kind, sender, event, None, sample)
+    elif isinstance(node, ClientWorker):
+        node.deliver(kind, sender, event, sample)
+    elif sender is not None:
+        node.deliver_message(event, sender)
+    else:
+        node.deliver_timer(event)
 
 
 class Simulation:
@@ -73,6 +104,9 @@ class Simulation:
     Add nodes with :meth:`add_server`, :meth:`add_client` (a raw client the
     test drives) or :meth:`add_worker` (a client driven by a workload), then
     call :meth:`run_for`, :meth:`run_until` or :meth:`run_until_done`.
+    A node is given as a recipe of the submitted module
+    (``t.solution.PaxosServer(address, ...)``), made in the worker, or as a
+    node object of trusted code (a framework test's), sent there by value.
     Settings (``sim.settings``) may change between runs; every change is
     logged.
     """
@@ -83,18 +117,20 @@ class Simulation:
         settings: RunSettings | None = None,
         *,
         max_events: int = 5_000_000,
-        wall_limit: float | None = 120.0,
+        session: Any = None,
+        replay_share: int = REPLAY_SHARE,
     ) -> None:
         self.seed = seed
-        self.rng = random.Random(seed)
+        self.session = session
+        self._own_session = False
+        self.replay_share = replay_share
         self.settings = settings if settings is not None else RunSettings()
         self.settings.on_change(self._log_setting)
         self.now = 0
         self.max_events = max_events
-        self.wall_limit = wall_limit
         self.events_handled = 0
         self.log = EventLog()
-        self.nodes: dict[Address, Node] = {}
+        self.nodes: dict[Address, Any] = {}
         self._servers: list[Address] = []
         self._raw_clients: list[Address] = []
         self._workers: dict[Address, ClientWorker] = {}
@@ -106,31 +142,60 @@ class Simulation:
 
     # ---- building the system ------------------------------------------------
 
-    def add_server(self, node: Node) -> Node:
+    def add_server(self, node: NodeRecipe | Node) -> HostedNode:
         """Add a server node and run its ``init()``."""
-        self._add(node)
-        self._servers.append(node.address)
-        return node
+        handle = self._add(self._hosted(node, "server"))
+        self._servers.append(handle.address)
+        return handle
 
-    def add_client(self, node: Node) -> Node:
+    def add_client(self, node: NodeRecipe | Node) -> HostedNode:
         """Add a raw client that the test drives with :meth:`send_command`."""
-        self._add(node)
-        self._raw_clients.append(node.address)
-        self._raw_history[node.address] = []
-        self._watched.add(node.address)
-        return node
+        handle = self._hosted(node, "client")
+        self._raw_history[handle.address] = []
+        self._watched.add(handle.address)
+        self._add(handle)
+        self._raw_clients.append(handle.address)
+        return handle
 
-    def add_worker(self, client: Node, workload: Workload, record_results: bool = True) -> ClientWorker:
+    def add_worker(self, client: NodeRecipe | Node, workload: Workload, record_results: bool = True) -> ClientWorker:
         """Add ``client`` driven by a closed-loop worker running ``workload``."""
-        worker = ClientWorker(client, workload, record_results=record_results, seed=self.seed)
+        worker = ClientWorker(self._hosted(client, "client"), workload, record_results=record_results, seed=self.seed)
         self._workers[worker.address] = worker
         self._watched.add(worker.address)
         self._add(worker)
         return worker
 
-    def add_node(self, node: Node) -> Node:
+    def add_node(self, node: NodeRecipe | Node) -> HostedNode:
         """Add any other node (neither a server nor a client)."""
-        return self._add(node)
+        return self._add(self._hosted(node, "other"))
+
+    def _hosted(self, node: NodeRecipe | Node, role: str) -> HostedNode:
+        """The handle of ``node`` in this run's worker (the node is made there when added)."""
+        from labkit.judge.session import Session
+
+        if isinstance(node, NodeRecipe):
+            if self.session is None:
+                self.session = node.session
+            elif node.session is not self.session:
+                raise SimulationError("every node of a run must come from the same submission")
+            start: NodeRecipe | str = node
+            address, qualified = node.address, node.qualified
+        elif isinstance(node, Node) and not isinstance(node, ClientWorker):
+            if self.session is None:
+                self.session, self._own_session = Session(label=type(node).__module__), True
+            self.session.add_module_of(type(node))
+            start, address = encode(node), node.address
+            qualified = f"{type(node).__module__}:{type(node).__qualname__}"
+        else:
+            raise SimulationError(f"only nodes can join a simulation, got {node!r}")
+        if address in self.nodes:
+            raise SimulationError(f"there is already a node at {address}")
+        session = self.session
+        observer = "client" if role == "client" else ("server" if role == "server" and "server" in session.observers else None)
+        key = f"{id(self)}:{address.name}"
+        queries = ("has_result", "get_result") if role == "client" else session.queries
+        return HostedNode(session, key, start, address, qualified, role, observer if role == "client" else None, queries,
+                          observer)
 
     def remove_node(self, address: Address) -> None:
         """Take a node out; messages to it are dropped from now on."""
@@ -143,9 +208,7 @@ class Simulation:
         self._workers.pop(address, None)
         self._watched.discard(address)
 
-    def _add(self, node: Node) -> Node:
-        if not isinstance(node, Node):
-            raise SimulationError(f"only Node instances can join a simulation, got {node!r}")
+    def _add(self, node: Any) -> Any:
         if node.address in self.nodes:
             raise SimulationError(f"there is already a node at {node.address}")
         self.nodes[node.address] = node
@@ -155,7 +218,7 @@ class Simulation:
     # ---- what predicates and tests read -------------------------------------
 
     @property
-    def servers(self) -> list[Node]:
+    def servers(self) -> list[HostedNode]:
         return [self.nodes[a] for a in self._servers]
 
     @property
@@ -163,11 +226,11 @@ class Simulation:
         return list(self._workers.values())
 
     @property
-    def clients(self) -> list[Node]:
+    def clients(self) -> list[HostedNode]:
         """The raw clients (those driven directly by the test)."""
         return [self.nodes[a] for a in self._raw_clients]
 
-    def node(self, address: Address) -> Node:
+    def node(self, address: Address) -> Any:
         try:
             return self.nodes[address]
         except KeyError:
@@ -227,7 +290,7 @@ class Simulation:
     def run_for(self, millis: int) -> None:
         """Advance virtual time by ``millis``, handling every event due until then."""
         end = self.now + millis
-        self._run(lambda: False, end)
+        self._run(lambda: False, end, _GROUPS)
         self.now = max(self.now, end)
 
     def run_until(self, condition: Callable[["Simulation"], Any], max_millis: int = 60_000) -> bool:
@@ -235,106 +298,143 @@ class Simulation:
         ``max_millis`` of virtual time pass. Returns whether it held."""
         if condition(self):
             return True
-        return self._run(lambda: bool(condition(self)), self.now + max_millis)
+        return self._run(lambda: bool(condition(self)), self.now + max_millis, _NO_GROUPS)
 
     def run_until_done(self, max_millis: int = 60_000) -> bool:
         """Run until every client worker has finished its workload."""
         workers = list(self._workers.values())
-        return self.run_until(lambda _: all(w.done for w in workers), max_millis)
+        if all(w.done for w in workers):
+            return True
+        # Only a client worker's own events change whether it is done, and those are never grouped.
+        return self._run(lambda: all(w.done for w in workers), self.now + max_millis, _GROUPS)
 
-    def _run(self, stop: Callable[[], bool], end_time: int) -> bool:
+    def _run(self, stop: Callable[[], bool], end_time: int, grouping: int) -> bool:
         queue = self._queue
-        with deadline(self.wall_limit, "the simulation") as guard:
-            try:
-                while queue and queue[0][0] <= end_time:
-                    self._step(heapq.heappop(queue))
-                    if stop():
-                        return True
-                    if self.events_handled >= self.max_events:
-                        raise RunawayError(self._runaway_text(f"handled {self.events_handled:,} events"))
-                    if not self.events_handled & 1023:
-                        check_deadlines()
-            except DeadlineExceeded as error:
-                if not guard.fired:
-                    raise
-                during = getattr(error, "during", "")
-                if during:
-                    raise RunawayError(
-                        f"{during} was still running after {self.wall_limit:g} s of real time: "
-                        "look for an endless loop in that handler"
-                    ) from None
-                raise RunawayError(self._runaway_text(f"ran for {self.wall_limit:g} s of real time")) from None
+        pop = heapq.heappop
+        while queue and queue[0][0] <= end_time:
+            first = pop(queue)
+            if grouping and self._groupable(first) and queue and queue[0][0] == first[0] and self._groupable(queue[0]):
+                group = [first]
+                while queue and queue[0][0] == first[0] and len(group) < MAX_GROUP and self._groupable(queue[0]):
+                    group.append(pop(queue))
+                self._step_group(group)
+            else:
+                self._step(first)
+            if stop():
+                return True
+            if self.events_handled >= self.max_events:
+                raise RunawayError(self._runaway_text(f"handled {self.events_handled:,} events"))
         return False
 
+    def _groupable(self, entry: tuple) -> bool:
+        """Events for nodes of the run's worker can share a request (a client worker's cannot:
+        what it asks its client to do next depends on the answer before)."""
+        return type(self.nodes.get(entry[4])) is HostedNode
+
+    def _draw(self, key: int, purpose: int) -> int:
+        """A 64-bit number fixed by the seed, a queue entry's number and what it is for."""
+        return mix(hash((self.seed, key, purpose)))
+
+    def _chance(self, key: int, purpose: int) -> float:
+        return self._draw(key, purpose) / 18446744073709551616.0
+
+    def _between(self, low: int, high: int, key: int, purpose: int) -> int:
+        return low if low == high else low + self._draw(key, purpose) % (high - low + 1)
+
     def _runaway_text(self, what: str) -> str:
-        recent = Counter(
-            (e.node, e.item.__class__.__name__)
-            for e in self.log.of_kind(DELIVER, TIMER_FIRE)[-100_000:]
-        )
-        top = ", ".join(f"{kind} at {node} ({n:,})" for (node, kind), n in recent.most_common(3))
         return (
-            f"the run {what} and reached only t={self.now} ms of virtual time; the most frequent events were "
-            f"{top}. A timer that is set more than once per firing, or a message answered by more than one "
+            f"the run {what} and reached only t={self.now} ms of virtual time; {self.busiest_events()}. "
+            "A timer that is set more than once per firing, or a message answered by more than one "
             "message in a loop, makes the number of events explode"
         )
 
+    def busiest_events(self) -> str:
+        """The most frequent recent events and the pending timers, by type: what grew."""
+        recent = Counter((e.node, type_name(e.item)) for e in self.log.of_kind(DELIVER, TIMER_FIRE)[-100_000:])
+        top = ", ".join(f"{kind} at {node} ({n:,})" for (node, kind), n in recent.most_common(3)) or "none"
+        pending = Counter(type_name(entry[5]) for entry in self._queue if entry[2] == _TIMER)
+        timers = ", ".join(f"{kind} ({n:,})" for kind, n in pending.most_common(3)) or "none"
+        return f"the most frequent recent events were {top}; the timers pending are {timers}"
+
     def _step(self, entry: tuple) -> None:
-        time, _, kind, sender, receiver, item, mid = entry
+        node = self._arrive(entry)
+        if node is not None:
+            self._handle(node, entry[5], entry[3] if entry[2] == _MESSAGE else None)
+
+    def _arrive(self, entry: tuple) -> Any:
+        """Log the entry's arrival (delivery, firing or drop); the node to handle it, or None."""
+        time, seq, kind, sender, receiver, item, mid = entry
         self.now = time
         node = self.nodes.get(receiver)
         log = self.log
         if kind == _MESSAGE:
             if node is None:
                 log.append(time, DROP, receiver, sender, item, "unknown node")
-                return
+                return None
             if sender != receiver:
                 can_deliver, rate = self.settings.decision(sender, receiver)
                 if not can_deliver:
                     log.append(time, DROP, receiver, sender, item, "partition")
-                    return
-                if rate < 1.0 and self.rng.random() >= rate:
+                    return None
+                if rate < 1.0 and self._chance(seq, _LOSS) >= rate:
                     log.append(time, DROP, receiver, sender, item, "loss")
-                    return
-            message = copy_value(item)
-            log.append(time, DELIVER, receiver, sender, message, mid)
-            self._handle(node, message, sender)
-        else:
-            if node is None:
-                return
-            if not self.settings.timers_active(receiver):
-                log.append(time, TIMER_OFF, receiver, None, item, None)
-                return
-            timer = copy_value(item)
-            log.append(time, TIMER_FIRE, receiver, None, timer, None)
-            self._handle(node, timer, None)
+                    return None
+            log.append(time, DELIVER, receiver, sender, item, mid)
+            return node
+        if node is None:
+            return None
+        if not self.settings.timers_active(receiver):
+            log.append(time, TIMER_OFF, receiver, None, item, None)
+            return None
+        log.append(time, TIMER_FIRE, receiver, None, item, None)
+        return node
 
-    def _handle(self, node: Node, event: Any, sender: Address | None) -> None:
+    def _step_group(self, group: list[tuple]) -> None:
+        """Events due at the same millisecond at nodes of the run's worker, in one request.
+
+        Arrivals are decided first (they do not depend on what the others do),
+        then the worker handles the delivered ones in order; their effects are
+        applied in that order, so the run is the one of one event at a time."""
+        now = self.now
+        decided = []
+        log_length = len(self.log)
+        for entry in group:
+            node = self._arrive(entry)
+            if node is not None:
+                decided.append((entry, node))
+        del self.log._events[log_length:]  # arrivals are logged again below, each before its effects
+        self.now = now
+        counter = self.events_handled
+        items = []
+        for entry, node in decided:
+            counter += 1
+            items.append((node, "message" if entry[2] == _MESSAGE else "timer",
+                          entry[3] if entry[2] == _MESSAGE else None, entry[5], self._sampled(counter)))
+        outcomes = iter(self.session.events(items) if items else [])
+        for entry in group:
+            node = self._arrive(entry)
+            if node is None:
+                continue
+            outcome = next(outcomes)
+            sender = entry[3] if entry[2] == _MESSAGE else None
+            self.events_handled += 1
+            self._call(node, lambda: self._describe_event(node.address, entry[5], sender),
+                       lambda: node.absorb(outcome))
+            if self.events_handled >= self.max_events:
+                raise RunawayError(self._runaway_text(f"handled {self.events_handled:,} events"))
+
+    def _sampled(self, count: int) -> bool:
+        return self.replay_share > 0 and mix(hash((self.seed, count))) % self.replay_share == 0
+
+    def _handle(self, node: Any, event: Any, sender: Address | None) -> None:
         """Deliver one message (``sender`` given) or timer to ``node``, then apply its effects."""
         self.events_handled += 1
-        effects = Effects(self.now)
-        address = node.address
-        watched = address in self._watched
-        if watched:
-            before = self._client_progress(address)
-        _active.append(effects)
-        try:
-            if sender is not None:
-                node.deliver_message(event, sender)
-            else:
-                node.deliver_timer(event)
-        except DeadlineExceeded as error:
-            error.during = f"{address}'s handler for {self._describe_event(address, event, sender)}"  # type: ignore[attr-defined]
-            raise
-        except Exception as error:
-            self._fail(address, self._describe_event(address, event, sender), error)
-        finally:
-            _active.pop()
-        if watched:
-            self._record_client_progress(address, before)
-        self._apply(effects)
+        sample = self._sampled(self.events_handled)
+        self._call(node, lambda: self._describe_event(node.address, event, sender),
+                   lambda: _deliver(node, event, sender, sample))
 
-    def _call(self, node: Node, what: str, action: Callable[[], Any]) -> None:
-        """Run ``action`` (``init()``, a client call) as an event of ``node``."""
+    def _call(self, node: Any, what: str | Callable[[], str], action: Callable[[], Any]) -> None:
+        """Run ``action`` (an event, ``init()``, a client call) as an event of ``node``."""
         effects = Effects(self.now)
         address = node.address
         watched = address in self._watched
@@ -343,11 +443,11 @@ class Simulation:
         _active.append(effects)
         try:
             action()
-        except DeadlineExceeded as error:
-            error.during = f"{address}'s {what}"  # type: ignore[attr-defined]
+        except LabkitError:
             raise
         except Exception as error:
-            self._fail(address, what, error)
+            self._apply(effects)
+            self._fail(address, what() if callable(what) else what, error)
         finally:
             _active.pop()
         if watched:
@@ -356,12 +456,12 @@ class Simulation:
 
     def _describe_event(self, address: Address, event: Any, sender: Address | None) -> str:
         if sender is not None:
-            return f"{type(event).__name__} from {sender} ({_describe_item(event)})"
-        return f"timer {type(event).__name__} ({_describe_item(event)})"
+            return f"{type_name(event)} from {sender} ({_describe_item(event)})"
+        return f"timer {type_name(event)} ({_describe_item(event)})"
 
     def _fail(self, address: Address, what: str, error: Exception) -> None:
         self.log.append(self.now, ERROR, address, None, None, f"{type(error).__name__}: {error}")
-        raise HandlerError(address, what, self.now, error) from error
+        raise HandlerError(address, what, self.now, error) from None
 
     def _client_progress(self, address: Address) -> tuple[int, int]:
         worker = self._workers.get(address)
@@ -375,7 +475,7 @@ class Simulation:
         if worker is not None:
             sent_before, results_before = before
             if len(worker.results) != results_before:
-                record = worker._lk_history[-1]
+                record = worker.completed[-1]
                 self.log.append(self.now, RESPONSE, address, None, record.result, None)
             if worker.sent != sent_before:
                 self.log.append(self.now, INVOKE, address, None, worker.history[-1].command, None)
@@ -390,7 +490,6 @@ class Simulation:
 
     def _apply(self, effects: Effects) -> None:
         now = self.now
-        rng = self.rng
         queue = self._queue
         log = self.log
         if effects.sends:
@@ -400,19 +499,20 @@ class Simulation:
                 mid = len(log)
                 log.append(now, SEND, sender, receiver, message, mid)
                 self._seq += 1
+                seq = self._seq
                 if sender == receiver:
-                    heapq.heappush(queue, (now, self._seq, _MESSAGE, sender, receiver, message, mid))
+                    heapq.heappush(queue, (now, seq, _MESSAGE, sender, receiver, message, mid))
                     continue
-                delay = low if low == high else rng.randint(low, high)
-                heapq.heappush(queue, (now + delay, self._seq, _MESSAGE, sender, receiver, message, mid))
-                if duplication > 0.0 and rng.random() < duplication:
-                    delay = low if low == high else rng.randint(low, high)
+                delay = self._between(low, high, seq, _LATENCY)
+                heapq.heappush(queue, (now + delay, seq, _MESSAGE, sender, receiver, message, mid))
+                if duplication > 0.0 and self._chance(seq, _DUPLICATE) < duplication:
                     self._seq += 1
+                    delay = self._between(low, high, self._seq, _LATENCY)
                     log.append(now, DUPLICATE, sender, receiver, message, mid)
                     heapq.heappush(queue, (now + delay, self._seq, _MESSAGE, sender, receiver, message, mid))
         for address, timer, low, high in effects.timers:
-            length = low if low == high else rng.randint(low, high)
             self._seq += 1
+            length = self._between(low, high, self._seq, _LENGTH)
             log.append(now, TIMER_SET, address, None, timer, length)
             heapq.heappush(queue, (now + length, self._seq, _TIMER, None, address, timer, None))
 
@@ -435,11 +535,21 @@ class Simulation:
         for e in self.log.of_kind(SEND, DUPLICATE, DELIVER):
             if e.kind == DELIVER:
                 counts["delivered_to"][e.node] += 1
-                counts["delivered_by_type"][type(e.item).__name__] += 1
+                counts["delivered_by_type"][type_name(e.item)] += 1
             elif e.kind == SEND:
                 counts["sent_to"][e.peer] += 1
-                counts["sent_by_type"][type(e.item).__name__] += 1
+                counts["sent_by_type"][type_name(e.item)] += 1
         return counts
+
+    def state_size(self) -> int:
+        """Characters of encoded state the servers and clients keep (for a client worker, its client only)."""
+        handles = list(self.servers) + [w.client for w in self.workers] + list(self.clients)
+        return sum(h.state_size for h in handles)
+
+    def close(self) -> None:
+        """Stop the run's worker if the run started it (runs made by a test share the test's)."""
+        if self._own_session and self.session is not None:
+            self.session.close()
 
     def describe(self) -> str:
         counts = self.message_counts()

@@ -1,4 +1,13 @@
-"""Search strategies: breadth-first search and random depth-first probes."""
+"""Search strategies: breadth-first search and random depth-first probes, on the judge's workers.
+
+Both strategies ask for the steps they will need in batches (a chunk of the
+frontier's successors; the next step of many probes walked side by side), so
+the workers behind the system (:class:`~labkit.judge.pool.StepPool`) stay busy
+and each costs one round trip per batch. Step outcomes are pure functions of
+a node's state and the event, so the states explored, their order, the first
+violation or goal and its trace are exactly those of one step at a time, on
+any number of workers.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +15,7 @@ import random
 import sys
 import time
 from array import array
-from typing import Any, Callable
+from typing import Any, Callable, Generator
 
 from labkit.check.predicates import PredicateResult
 from labkit.search.results import Outcome, SearchResult
@@ -17,6 +26,8 @@ from labkit.search.trace import Trace, minimize, reorder
 __all__ = ["bfs", "random_search", "Progress"]
 
 _VALID, _PRUNED, _TERMINAL = 0, 1, 2
+CHUNK = 512  # frontier states whose successors are asked for in one batch
+PROBES_AT_ONCE = 96  # random probes walked side by side
 
 
 class Progress:
@@ -122,27 +133,27 @@ def _finish(result: SearchResult, start: SearchState, events: list[Event], meta:
     return result
 
 
+def _deadline(settings: SearchSettings, clock: float) -> float:
+    """The developer's optional real-time guard (``max_time``); grading budgets count work instead."""
+    return clock + settings.max_time if settings.max_time else float("inf")
+
+
 def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
         meta: dict[str, Any] | None = None) -> SearchResult:
     """Breadth-first search from ``start`` under ``settings``.
 
     Visited states are kept as 64-bit fingerprints with a parent index and the
-    event's position (about 90 bytes each); paths are rebuilt by replay, as TLC
-    and Stateright do. With ``settings.workers > 1`` the search runs on several
-    processes and explores exactly the same states.
+    event's position; paths are rebuilt by replay, as TLC and Stateright do.
     """
-    if settings.workers > 1:
-        from labkit.search.parallel import parallel_bfs
-
-        return parallel_bfs(start, settings, progress=progress, meta=meta)
     clock = time.perf_counter()
     system = start.system
     system.check_every = _determinism_period(settings)
+    system.pool.use(settings.workers)
     can = settings.connectivity(system.addresses)
     timers_on = settings.timer_mask(system.addresses)
     checker = _Checker(settings, start.depth)
     budget = settings.max_states
-    deadline = clock + settings.max_time if settings.max_time else float("inf")
+    deadline = _deadline(settings, clock)
     bar = Progress(progress, "BFS")
     result = SearchResult(Outcome.SPACE_EXHAUSTED, "bfs", budget=budget)
 
@@ -160,32 +171,34 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
     try:
         while frontier:
             next_frontier: list[tuple[SearchState, int]] = []
-            for state, index in frontier:
-                for position, event in enumerate(state.events(can, timers_on)):
-                    fp, parts = state.step_fp(event)
-                    if fp in visited:
-                        continue
-                    visited.add(fp)
-                    child = state.build(parts)
-                    parents.append(index)
-                    positions.append(position)
-                    result.depth = child.depth - start.depth
-                    kind, outcome, detail = checker.classify(child)
-                    if kind == _TERMINAL:
-                        result.outcome, result.state = outcome, child  # type: ignore[assignment]
-                        result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
-                        result.goal = detail if outcome is Outcome.GOAL_FOUND else None
-                        raise _Stop(len(parents) - 1)
-                    if kind == _VALID:
-                        next_frontier.append((child, len(parents) - 1))
-                    if budget is not None and len(visited) >= budget:
-                        result.outcome = Outcome.BUDGET_EXHAUSTED
-                        raise _Stop(None)
-                    if time.perf_counter() > deadline:
-                        result.outcome = Outcome.TIME_EXHAUSTED
-                        raise _Stop(None)
-                    if not len(visited) & 255:
-                        bar.update(len(visited), result.depth)
+            for first in range(0, len(frontier), CHUNK):
+                chunk = [(state, index, state.events(can, timers_on)) for state, index in frontier[first:first + CHUNK]]
+                system.prepare(state.step_inputs(event) for state, _, events in chunk for event in events)
+                for state, index, events in chunk:
+                    for position, event in enumerate(events):
+                        fp, parts = state.step_fp(event)
+                        if fp in visited:
+                            continue
+                        visited.add(fp)
+                        child = state.build(parts)
+                        parents.append(index)
+                        positions.append(position)
+                        result.depth = child.depth - start.depth
+                        kind, outcome, detail = checker.classify(child)
+                        if kind == _TERMINAL:
+                            result.outcome, result.state = outcome, child  # type: ignore[assignment]
+                            result.violation = detail if outcome is Outcome.INVARIANT_VIOLATED else None
+                            result.goal = detail if outcome is Outcome.GOAL_FOUND else None
+                            raise _Stop(len(parents) - 1)
+                        if kind == _VALID:
+                            next_frontier.append((child, len(parents) - 1))
+                        if budget is not None and len(visited) >= budget:
+                            result.outcome = Outcome.BUDGET_EXHAUSTED
+                            raise _Stop(None)
+                        if time.perf_counter() > deadline:
+                            result.outcome = Outcome.TIME_EXHAUSTED
+                            raise _Stop(None)
+                bar.update(len(visited), result.depth)
             frontier = next_frontier
     except _Stop as stop:
         if stop.index is not None:
@@ -199,10 +212,6 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
     result.states = len(visited)
     result.seconds = time.perf_counter() - clock
     return result
-
-
-class TimeUp(Exception):
-    """The search's wall-clock guard (``max_time``) passed."""
 
 
 class _Stop(Exception):
@@ -226,35 +235,38 @@ def _path(start: SearchState, index: int, parents: Any, positions: Any, can: Any
 
 
 class _Prober:
-    """Runs numbered random probes from one start state under one settings."""
+    """Walks numbered random probes from one start state under one settings."""
 
     def __init__(self, start: SearchState, settings: SearchSettings, seed: int) -> None:
         self.start = start
         self.seed = seed
         system = start.system
         system.check_every = _determinism_period(settings)
+        system.pool.use(settings.workers)
         self.can = settings.connectivity(system.addresses)
         self.timers_on = settings.timer_mask(system.addresses)
         self.checker = _Checker(settings, start.depth)
 
-    def probe(self, number: int, deadline: float = float("inf")) -> tuple[int, int, tuple | None]:
-        """Walk probe ``number`` to its end: ``(steps, depth, terminal)``, where
-        ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state.
-        Raises :class:`TimeUp` if the wall-clock ``deadline`` passes first."""
+    def walk(self, number: int) -> Generator[tuple, None, tuple[int, int, tuple | None]]:
+        """Probe ``number``, step by step: it yields the inputs of each step whose outcome is
+        not known yet (the driver has them computed) and returns ``(steps, depth, terminal)``,
+        where ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state."""
         rng = random.Random(f"{self.seed}:{number}")
         classify = self.checker.classify
         can, timers_on = self.can, self.timers_on
+        cache = self.start.system.cache
         state = self.start
         walked: list[tuple[SearchState, tuple]] = []
         deliveries = state.message_events(can)  # kept up to date as the walk adds envelopes
         while True:
-            if time.perf_counter() > deadline:
-                raise TimeUp()
             events = deliveries + state.timer_events(timers_on) if state.failure is None else []
             chosen = None
             while events:
                 k = rng.randrange(len(events))
                 event = events[k]
+                inputs = state.step_inputs(event)
+                while (inputs[2], inputs[5], inputs[4]) not in cache:
+                    yield inputs
                 child = state.step(event)
                 kind, outcome, detail = classify(child)
                 if kind != _PRUNED:
@@ -280,19 +292,17 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
     Each probe walks from ``start`` taking a random enabled event whose
     successor is not pruned, until a dead end, the depth limit or a terminal
     state. Probe ``k`` draws from its own generator seeded by ``(seed, k)``.
-    Probes run in order, each to its end, until one ends in a terminal state or
-    the steps taken reach ``settings.max_steps``; so the result is the same on
-    any number of processes (``settings.workers``). A violation found is
+    Probes are counted in order, each to its end, until one ends in a terminal
+    state or the steps taken reach ``settings.max_steps``: many probes are
+    walked side by side so their steps go to the workers in batches, and the
+    result is that of walking them one after another. A violation found is
     minimized before it is reported.
     """
-    if settings.workers > 1:
-        from labkit.search.parallel import parallel_random_search
-
-        return parallel_random_search(start, settings, seed, progress=progress, meta=meta)
     clock = time.perf_counter()
     prober = _Prober(start, settings, seed)
+    system = start.system
     budget = settings.max_steps
-    deadline = clock + settings.max_time if settings.max_time else float("inf")
+    deadline = _deadline(settings, clock)
     result = SearchResult(Outcome.BUDGET_EXHAUSTED, "random", budget=budget)
     kind, outcome, detail = prober.checker.classify(start)
     if kind == _TERMINAL:
@@ -304,18 +314,41 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
         result.outcome = Outcome.SPACE_EXHAUSTED
         return result
     bar = Progress(progress, "random search")
+    walking: dict[int, Generator] = {}
+    needs: dict[int, tuple] = {}
+    finished: dict[int, tuple] = {}
+    started = 0
     try:
-        while budget is None or result.steps < budget:
-            path = _tally(result, *prober.probe(result.probes, deadline))
-            if path is not None:
-                result.seconds = time.perf_counter() - clock
-                return _conclude(result, prober, path, meta)
-            if result.steps == 0:  # no step is possible from the start: nothing to explore
-                result.outcome = Outcome.SPACE_EXHAUSTED
-                break
+        while True:
+            # Start probes while the ones counted so far have budget left (a few may be walked for nothing).
+            while len(walking) < PROBES_AT_ONCE and (budget is None or result.steps < budget) and \
+                    started - result.probes < 4 * PROBES_AT_ONCE:
+                walking[started] = prober.walk(started)
+                needs[started] = ()
+                started += 1
+            for number in list(walking):
+                try:
+                    needs[number] = walking[number].send(None)
+                except StopIteration as end:
+                    finished[number] = end.value
+                    del walking[number], needs[number]
+            while result.probes in finished:
+                path = _tally(result, *finished.pop(result.probes))
+                if path is not None:
+                    result.seconds = time.perf_counter() - clock
+                    return _conclude(result, prober, path, meta)
+                if result.steps == 0:  # no step is possible from the start: nothing to explore
+                    result.outcome = Outcome.SPACE_EXHAUSTED
+                    raise _Stop(None)
+                if budget is not None and result.steps >= budget:
+                    raise _Stop(None)
+            if time.perf_counter() > deadline:
+                result.outcome = Outcome.TIME_EXHAUSTED
+                raise _Stop(None)
+            system.prepare(needs.values())
             bar.update(result.steps, result.depth)
-    except TimeUp:
-        result.outcome = Outcome.TIME_EXHAUSTED
+    except _Stop:
+        pass
     finally:
         bar.close()
     result.seconds = time.perf_counter() - clock
