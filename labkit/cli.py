@@ -59,52 +59,50 @@ def _test_command(args: argparse.Namespace) -> int:
 
 
 def _replay_command(args: argparse.Namespace) -> int:
+    import importlib
     from pathlib import Path
 
     from labkit.check.predicates import find_predicate
-    from labkit.search.trace import Trace, TraceError
-    from labkit.testing.solution import load_solution
+    from labkit.search.trace import Trace, TraceError, session_for
 
     path = Path(args.trace)
     if not path.exists():
         raise TraceError(f"there is no trace file {path}")
     header = Trace.read_meta(path)
-    solution = args.solution or header.get("solution")
-    if solution:
-        load_solution(solution)
     lab = header.get("lab")
     if lab:
         try:
             importlib.import_module(f"labkit.labs.{lab}.tests")
         except ImportError:
             pass
-    trace = Trace.load(path)
-    print(f"Replaying {path} ({len(trace.events)} events"
-          + (f", test {header.get('test')} of lab {lab}" if lab else "") + ")")
-    try:
-        text = trace.render()
-    except TraceError as error:
-        print(f"The trace stops: {error}")
-        return 1
-    print(text if not trace.violation else text.rsplit("\n", 1)[0])
-    final = trace.states()[-1]
-    if trace.failure is not None:
-        if final.failure is not None:
-            print(f"Still fails: {final.failure.node} raised {final.failure.error_type}: {final.failure.message}")
+    with session_for(header, args.solution) as session:
+        trace = Trace.load(path, session)
+        print(f"Replaying {path} ({len(trace.events)} events"
+              + (f", test {header.get('test')} of lab {lab}" if lab else "") + ")")
+        try:
+            text = trace.render()
+        except TraceError as error:
+            print(f"The trace stops: {error}")
             return 1
-        print("The handler no longer raises at the end of this trace.")
-        return 0
-    if trace.violation is not None:
-        check = find_predicate(trace.violation.name)
-        if check is None:
-            print(f'Recorded: {trace.violation.explain()} (this predicate cannot be re-checked here)')
-            return 1
-        now = check.evaluate(final)
-        if now.ok:
-            print(f'The final state no longer violates "{check.name}".')
+        print(text if not trace.violation else text.rsplit("\n", 1)[0])
+        final = trace.states()[-1]
+        if trace.failure is not None:
+            if final.failure is not None:
+                print(f"Still fails: {final.failure.node} raised {final.failure.error_type}: {final.failure.message}")
+                return 1
+            print("The handler no longer raises at the end of this trace.")
             return 0
-        print(f"Still: {now.explain()}")
-        return 1
+        if trace.violation is not None:
+            check = find_predicate(trace.violation.name)
+            if check is None:
+                print(f'Recorded: {trace.violation.explain()} (this predicate cannot be re-checked here)')
+                return 1
+            now = check.evaluate(final)
+            if now.ok:
+                print(f'The final state no longer violates "{check.name}".')
+                return 0
+            print(f"Still: {now.explain()}")
+            return 1
     return 0
 
 

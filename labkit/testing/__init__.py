@@ -4,7 +4,7 @@ from labkit.testing.calls import check_test, pytest_cases
 from labkit.testing.context import TestContext, TestFailure, fail
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE, Lab, LabError, TestSpec
 from labkit.testing.runner import Report, TestResult, get_lab, run_tests
-from labkit.testing.solution import SolutionError, load_solution
+from labkit.testing.solution import SolutionError, load_solution, solution_path
 
 __all__ = [
     "Lab",
@@ -23,5 +23,6 @@ __all__ = [
     "Report",
     "TestResult",
     "SolutionError",
+    "solution_path",
     "load_solution",
 ]

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -9,7 +10,11 @@ from typing import Any, Callable
 
 from labkit.testing.context import fail
 from labkit.testing.declare import Lab
-from labkit.testing.runner import TestResult, _load, evidence_timeline, get_lab, print_result, run_one
+from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, run_one
+from labkit.testing.solution import solution_path
+
+GRADING = "LABKIT_GRADING"
+"""Set in the notebook kernels that nbgrader runs while grading: tests are then run by the judge, not there."""
 
 __all__ = ["check_test", "pytest_cases"]
 
@@ -20,13 +25,20 @@ def check_test(
     solution: str | Path | ModuleType | None = None,
     seed: int | None = None,
     include_hidden: bool = True,
-) -> TestResult:
+) -> TestResult | None:
     """Run one test (``"1.4"``) and print its result line; raise AssertionError with
-    the explanation if it fails. Meant for notebook grade cells."""
+    the explanation if it fails. Meant for notebook grade cells.
+
+    The module is read from its file every time (the notebook's kernel never
+    imports it), and runs in boxed workers exactly as when it is graded.
+    While nbgrader grades the notebook, the cell only says where its result
+    will be: the judge grades the module and fills the cell in the feedback."""
     __tracebackhide__ = True
+    if os.environ.get(GRADING):  # the judge grades the module; its verdict replaces this cell's output
+        fail(f"Test {number} is graded by labkit's judge, outside this notebook; its result appears here in your feedback.")
     the_lab = get_lab(lab)
     (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
-    result = run_one(spec, _load(solution, the_lab), seed, _label(solution))
+    result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab)
     print_result(result, spec, sys.stdout)
     if not result.passed:
         show_failure_picture(result)
@@ -77,9 +89,11 @@ def pytest_cases(
     the_lab = get_lab(lab)
     specs = the_lab.select(parts, numbers, include_hidden)
 
+    path = solution_path(solution, the_lab.solution_module)
+
     @pytest.mark.parametrize("spec", specs, ids=[f"{s.lab}-{s.qualified_number}" for s in specs])
     def test(spec: Any) -> None:
-        result = run_one(spec, _load(solution, the_lab), seed, _label(solution))
+        result = run_one(spec, path, seed, _label(solution), lab=the_lab)
         print(f"{spec.header}: seed {result.seed}")
         if not result.passed:
             pytest.fail(f"{result.failure}\nseed {result.seed}; replay with: {result.replay}", pytrace=False)

@@ -31,7 +31,8 @@ from typing import Any, Sequence, TextIO
 from labkit.node import LabkitError
 from labkit.testing.declare import SEARCH, TestSpec
 from labkit.testing.runner import get_lab, run_one
-from labkit.testing.solution import SolutionError, load_solution
+from labkit.testing.runner import check_loads
+from labkit.testing.solution import SolutionError
 
 __all__ = ["Mutant", "MutantError", "CandidateResult", "CheckReport", "check_solution", "load_mutants",
            "load_hidden", "register"]
@@ -242,14 +243,15 @@ def _worker(argv: Sequence[str]) -> int:
             out.write(json.dumps(record) + "\n")
             out.flush()
 
+        solution = Path(args.solution)
         try:
-            solution = load_solution(args.solution)
+            check_loads(solution, lab)
         except SolutionError as error:
             emit({"event": "error", "message": f"the solution does not load: {error}"})
             return 1
         for number in args.tests.split(","):
             emit({"event": "start", "number": number})
-            result = run_one(specs[number], solution, solution_label=args.solution)
+            result = run_one(specs[number], solution, solution_label=args.solution, lab=lab)
             emit({"event": "result", "number": number, "passed": result.passed, "seconds": result.seconds,
                   "failure": result.failure})
             if args.stop_at_first and not result.passed:

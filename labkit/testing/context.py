@@ -6,14 +6,14 @@ from pathlib import Path
 from typing import Any
 
 from labkit.check.predicates import Predicate
-from labkit.search.engine import bfs, random_search
+from labkit.judge.nodes import RemoteSolution
 from labkit.search.results import Outcome, SearchResult
 from labkit.search.settings import SearchSettings
 from labkit.search.state import SearchState
+from labkit.search.strategies import bfs, random_search
 from labkit.sim.settings import RunSettings
-from labkit.sim.simulator import Simulation
+from labkit.sim.simulator import REPLAY_SHARE, Simulation
 from labkit.testing.declare import TestSpec
-from labkit.testing.solution import Solution
 
 __all__ = ["TestContext", "TestFailure", "fail"]
 
@@ -33,20 +33,22 @@ def fail(message: str) -> None:
 class TestContext:
     """Handed to every test body as ``t``.
 
-    ``t.seed`` fixes all randomness; ``t.solution`` is the student's module;
+    ``t.seed`` fixes all randomness; ``t.solution`` is the student's module,
+    seen from the judge (its classes make nodes in the test's workers);
     ``t.simulation()`` builds a seeded simulation that the runner keeps so a
     failure can show its event log.
     """
 
     __test__ = False
 
-    def __init__(self, spec: TestSpec, seed: int, solution: Solution, trace_dir: Path | None = None, *,
+    def __init__(self, spec: TestSpec, seed: int, solution: RemoteSolution, trace_dir: Path | None = None, *,
                  checks: bool = False, progress: bool = False) -> None:
         self.spec = spec
         self.seed = seed
         self.solution = solution
+        self.session = solution._session
         self.trace_dir = trace_dir
-        self.checks = checks  # re-run every search step to catch non-deterministic handlers
+        self.checks = checks  # replay every step in a fresh worker to catch non-deterministic handlers
         self.progress = progress
         self.simulations: list[Simulation] = []
         self.searches: list[SearchResult] = []
@@ -55,7 +57,8 @@ class TestContext:
 
     def simulation(self, settings: RunSettings | None = None, **options: Any) -> Simulation:
         """A new simulation seeded with this test's seed (the k-th one gets seed + k)."""
-        sim = Simulation(self.seed + len(self.simulations), settings, **options)
+        options.setdefault("replay_share", 1 if self.checks else REPLAY_SHARE)
+        sim = Simulation(self.seed + len(self.simulations), settings, session=self.session, **options)
         self.simulations.append(sim)
         return sim
 
@@ -89,7 +92,7 @@ class TestContext:
             "test": self.spec.qualified_number,
             "name": self.spec.name,
             "seed": self.seed,
-            "solution": str(self.solution.path) if self.solution.path else None,
+            "solution": str(self.session.solution_path) if self.session.solution_path else None,
         }
 
     def _save(self, result: SearchResult) -> str:
@@ -113,10 +116,7 @@ class TestContext:
             trace = result.trace.render() if result.trace is not None else ""
             fail(f"{heading} ({result.coverage()}):\n{trace}{self._save(result)}")
         if result.outcome is Outcome.TIME_EXHAUSTED:
-            fail(
-                f"{what} is incomplete: it {result.coverage()} and ran out of real time before its budget; "
-                "your handlers may be very slow, or keep far more state than needed"
-            )
+            fail(f"{what} is incomplete: it {result.coverage()} and reached its real-time guard (max_time) first")
 
     def _tuned(self, settings: SearchSettings) -> SearchSettings:
         if not self.checks:

@@ -31,7 +31,7 @@ class TestSpec:
     points: float
     categories: tuple[str, ...]
     fn: Callable[[Any], None] = field(compare=False, repr=False)
-    timeout: float = 600.0
+    cpu_seconds: float = 600.0
     hidden: bool = False
 
     __test__ = False  # not a pytest test class
@@ -59,14 +59,22 @@ class Lab:
     ``@lab.test(number=2, name="...", points=5)`` declares a test; its body
     receives a test context ``t`` with the seed, the student's module
     (``t.solution``) and helpers to build simulations and check predicates.
+
+    ``queries`` names the methods of server nodes that predicates call
+    (``status(slot)``, ...); ``observer`` is the function, as
+    ``"module:function"``, that the worker runs after each search step to
+    answer them (see :mod:`labkit.labs.paxos.observe`).
     """
 
-    def __init__(self, name: str, solution_module: str, description: str = "", parts: dict[int, str] | None = None):
+    def __init__(self, name: str, solution_module: str, description: str = "", parts: dict[int, str] | None = None,
+                 *, queries: tuple[str, ...] = (), observer: str | None = None):
         self.name = name
         self.solution_module = solution_module
         self.description = description
         self.parts = dict(parts or {1: name})
         self.tests: list[TestSpec] = []
+        self.queries = tuple(queries)
+        self.observers = {"server": observer} if observer else {}
 
     def test(
         self,
@@ -76,10 +84,11 @@ class Lab:
         *,
         part: int = 1,
         categories: tuple[str, ...] = (RUN,),
-        timeout: float = 600.0,
+        cpu_seconds: float = 600.0,
         hidden: bool = False,
     ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
-        """Decorator declaring a test of this lab."""
+        """Decorator declaring a test of this lab. ``cpu_seconds`` is what the code under
+        test may use in all (counted in its worker processes, so a busy machine changes nothing)."""
         for category in categories:
             if category not in _CATEGORIES:
                 raise LabError(f"unknown test category {category!r}; use {', '.join(_CATEGORIES)}")
@@ -87,7 +96,7 @@ class Lab:
             raise LabError(f"lab {self.name} has no part {part}; its parts are {sorted(self.parts)}")
 
         def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-            spec = TestSpec(self.name, part, number, name, points, tuple(categories), fn, timeout, hidden)
+            spec = TestSpec(self.name, part, number, name, points, tuple(categories), fn, cpu_seconds, hidden)
             if any(t.part == part and t.number == number for t in self.tests):
                 raise LabError(f"lab {self.name} already has a test {spec.qualified_number}")
             self.tests.append(spec)

@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import importlib.util
-import io
 import json
 import sys
 import time
@@ -16,13 +14,15 @@ from types import ModuleType
 from typing import Any, TextIO
 
 import labkit
-from labkit.deadline import DeadlineExceeded, deadline
-from labkit.search.serialize import SerializationError
+from labkit.judge.nodes import ConstructorError, StudentError
+from labkit.judge.session import BudgetExceeded, NondeterminismError, Session
+from labkit.judge.worker import InfrastructureError, WorkerFailure
 from labkit.search.state import SearchError
 from labkit.sim.simulator import HandlerError, RunawayError
 from labkit.testing.context import TestContext, TestFailure
 from labkit.testing.declare import Lab, LabError, TestSpec
-from labkit.testing.solution import Solution, SolutionError, load_solution
+from labkit.testing.solution import SolutionError, solution_path
+from labkit.wire import WireError
 
 __all__ = ["TestResult", "Report", "get_lab", "run_tests", "run_one", "OUTPUT_LIMIT"]
 
@@ -51,6 +51,12 @@ class TestResult:
     output_truncated: bool = False
     notes: list[str] = field(default_factory=list)
     artifacts: list[str] = field(default_factory=list)
+    graded: bool = True
+    """False when the grading machinery failed (not the code under test): the verdict means nothing, re-run."""
+    cpu_seconds: float = 0.0
+    """CPU time the code under test used (in its worker processes)."""
+    protections: str = ""
+    """Which protections the workers ran under."""
     evidence: Any = field(default=None, repr=False, compare=False)
     """The last search's failure Trace, else the last Simulation, for pictures (not saved in JSON)."""
 
@@ -132,89 +138,93 @@ def available_labs() -> list[str]:
     return sorted(p.name for p in labs_dir.iterdir() if (p / "tests.py").exists())
 
 
-class _BoundedBuffer(io.StringIO):
-    """Keeps the first OUTPUT_LIMIT characters written; counts the rest."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.dropped = 0
-
-    def write(self, text: str) -> int:
-        room = OUTPUT_LIMIT - self.tell()
-        if room > 0:
-            super().write(text[:room])
-        self.dropped += max(0, len(text) - max(room, 0))
-        return len(text)
-
-
-def _student_traceback(error: BaseException) -> str:
-    """The traceback without labkit's own frames: what the student's code did."""
-    all_frames = traceback.extract_tb(error.__traceback__)
-    frames = [f for f in all_frames if not f.filename.startswith(_LABKIT_DIR)]
-    if not frames:  # nothing of the student's on the stack: show everything
-        return "".join(traceback.format_exception(type(error), error, error.__traceback__))
-    text = "".join(traceback.format_list(frames))
-    return (f"Traceback (your code):\n{text}" if text else "") + f"{type(error).__name__}: {error}"
-
-
-def _explain(error: BaseException, spec: TestSpec) -> str:
+def _explain(error: BaseException, spec: TestSpec, context: TestContext | None) -> str:
     if isinstance(error, TestFailure):
         return str(error)
     if isinstance(error, HandlerError):
         inner = error.error
-        if isinstance(inner, NotImplementedError):
+        if type(inner).__name__ == "NotImplementedError":
             return f"{error.node} hit unfinished code while handling {error.event} at t={error.time} ms: {_unfinished(inner)}"
-        return f"{error.node} raised an exception while handling {error.event} at t={error.time} ms:\n" + _student_traceback(inner)
-    if isinstance(error, (RunawayError, SolutionError, LabError, SearchError, SerializationError)):
+        if type(inner).__name__ == "SystemExit":
+            return (f"{error.node} called exit() while handling {error.event} at t={error.time} ms: return from the "
+                    f"handler instead\n{error.traceback}")
+        return f"{error.node} raised an exception while handling {error.event} at t={error.time} ms:\n{error.traceback}"
+    if isinstance(error, ConstructorError):
+        if type(error.error).__name__ == "NotImplementedError":
+            return _unfinished(error.error)
         return str(error)
-    if isinstance(error, DeadlineExceeded):
-        during = getattr(error, "during", "")
-        where = f" ({during})" if during else ""
-        return f"the test took more than {error.seconds:g} s of real time{where}; look for an endless loop or far too many events"
-    if isinstance(error, NotImplementedError):
+    if isinstance(error, WorkerFailure):
+        grew = _what_grew(context) if error.kind in ("cpu", "memory", "blocked") else ""
+        return f"{error}{grew}"
+    if isinstance(error, (RunawayError, SolutionError, LabError, SearchError, BudgetExceeded,
+                          NondeterminismError, StudentError, WireError)):
+        return str(error)
+    if type(error).__name__ == "NotImplementedError":
         return _unfinished(error)
     if isinstance(error, SystemExit):
-        return "your code called exit() or sys.exit(); return from the method instead:\n" + _student_traceback(error)
-    return f"the test stopped on an unexpected {type(error).__name__}:\n" + _student_traceback(error)
+        return "the test stopped on exit(); return from the method instead"
+    frames = traceback.extract_tb(error.__traceback__)
+    where = f" (at {frames[-1].filename}:{frames[-1].lineno}: {frames[-1].line})" if frames else ""
+    return f"the test stopped on an unexpected {type(error).__name__}: {error}{where}"
 
 
-def _unfinished(error: NotImplementedError) -> str:
+def _what_grew(context: TestContext | None) -> str:
+    """For a run stopped by a limit: the events and timers that were most frequent."""
+    if context is None or not context.simulations:
+        return ""
+    return f"\nIn the run so far ({context.simulations[-1].describe()}), {context.simulations[-1].busiest_events()}."
+
+
+def _unfinished(error: BaseException) -> str:
     """``not implemented: <message>``, naming the function that raised when there is no message."""
     text = str(error)
     if not text:
-        frames = traceback.extract_tb(error.__traceback__)
-        text = frames[-1].name if frames else "a stub"
+        text = getattr(error, "function", "") or "a stub"
     return text if "not implemented" in text else f"not implemented: {text}"
 
 
 def run_one(
     spec: TestSpec,
-    solution: Solution,
+    solution: str | Path,
     seed: int | None = None,
     solution_label: str | None = None,
     save_dir: Path | None = None,
     *,
     checks: bool = False,
     progress: bool = False,
+    lab: Lab | None = None,
 ) -> TestResult:
-    """Run one test in isolation: output captured, time-limited, never raising.
+    """Run one test against the module at ``solution``, in its own boxed workers; never raises.
 
-    ``checks`` re-executes every search step to catch non-deterministic
-    handlers (slower); ``progress`` shows search progress on the terminal."""
+    ``checks`` replays every step in a fresh worker to catch handlers that
+    are not deterministic (slower); ``progress`` shows search progress on the
+    terminal. A failure of the grading machinery itself gives a result with
+    ``graded`` False."""
     seed = spec.default_seed if seed is None else seed
-    context = TestContext(spec, seed, solution, save_dir if save_dir is not None else Path("traces"),
-                          checks=checks, progress=progress)
-    buffer = _BoundedBuffer()
+    the_lab = lab or get_lab(spec.lab)
     failure = None
+    graded = True
     start = time.perf_counter()
+    context: TestContext | None = None
+    session: Session | None = None
     try:
-        with contextlib.redirect_stdout(buffer), contextlib.redirect_stderr(buffer):
-            with deadline(spec.timeout, f"test {spec.qualified_number}"):
-                spec.fn(context)
-    except (Exception, SystemExit, DeadlineExceeded) as error:  # exit() in student code fails only this test
-        failure = _explain(error, spec)
+        session = Session(solution=Path(solution), label=Path(solution).name, cpu_budget=spec.cpu_seconds,
+                          observers=the_lab.observers, queries=the_lab.queries)
+        context = TestContext(spec, seed, session.solution(), save_dir if save_dir is not None else Path("traces"),
+                              checks=checks, progress=progress)
+        spec.fn(context)
+        session.check_budget()
+    except InfrastructureError as error:
+        failure, graded = f"not graded: {error}. This is a problem of the grading machine, not of your code: run it again", False
+    except (Exception, SystemExit) as error:  # a failing or broken submission fails this test only
+        failure = _explain(error, spec, context)
     seconds = time.perf_counter() - start
-    printed = OUTPUT_LIMIT + buffer.dropped if buffer.dropped else len(buffer.getvalue())
+    printed = session.printed if session is not None else 0
+    output = session.printed_text() if session is not None else ""
+    cpu = session.cpu_seconds() if session is not None else 0.0
+    protections = _protections(session)
+    if session is not None:
+        session.close()
     if failure is None and printed > OUTPUT_FLOOD:
         failure = (
             f"your code printed {printed:,} characters during this test (at most {OUTPUT_FLOOD:,} allowed): "
@@ -222,16 +232,19 @@ def run_one(
         )
     artifacts: list[str] = []
     replay = None
-    artifacts.extend(str(p) for p in context.traces)
-    last_trace = context.searches[-1].trace if context.searches else None
-    evidence = last_trace if last_trace is not None else (context.simulations[-1] if context.simulations else None)
-    if failure is not None and not spec.hidden:  # students cannot run hidden tests themselves
+    traces = context.traces if context is not None else []
+    searches = context.searches if context is not None else []
+    simulations = context.simulations if context is not None else []
+    artifacts.extend(str(p) for p in traces)
+    last_trace = searches[-1].trace if searches else None
+    evidence = last_trace if last_trace is not None else (simulations[-1] if simulations else None)
+    if failure is not None and graded and not spec.hidden:  # students cannot run hidden tests themselves
         label = f" --solution {solution_label}" if solution_label else ""
         replay = f"labkit test {spec.lab} -n {spec.qualified_number} --seed {seed}{label}"
-        if save_dir is not None and context.simulations and not context.traces:
+        if save_dir is not None and simulations and not traces:
             save_dir.mkdir(parents=True, exist_ok=True)
             path = save_dir / f"{spec.lab}-{spec.qualified_number}-seed{seed}.runlog.jsonl"
-            context.simulations[-1].log.save(path, {"lab": spec.lab, "test": spec.qualified_number, "seed": seed})
+            simulations[-1].log.save(path, {"lab": spec.lab, "test": spec.qualified_number, "seed": seed})
             artifacts.append(str(path))
     return TestResult(
         lab=spec.lab,
@@ -246,12 +259,26 @@ def run_one(
         seconds=round(seconds, 3),
         failure=failure,
         replay=replay,
-        output=buffer.getvalue(),
-        output_truncated=buffer.dropped > 0,
-        notes=list(context.notes),
+        output=output,
+        output_truncated=printed > len(output),
+        notes=list(context.notes) if context is not None else [],
         artifacts=artifacts,
+        graded=graded,
+        cpu_seconds=round(cpu, 3),
+        protections=protections,
         evidence=evidence,
     )
+
+
+def _protections(session: Session | None) -> str:
+    if session is None or not session.protections:
+        return ""
+    from labkit.worker.box import Protections
+
+    try:
+        return Protections.from_dict(session.protections).describe()
+    except (KeyError, TypeError, ValueError):
+        return ""
 
 
 def _indent(text: str, prefix: str = "    ") -> str:
@@ -311,7 +338,8 @@ def run_tests(
     results: list[TestResult] = []
     load_error = None
     try:
-        loaded = _load(solution, the_lab)
+        path = solution_path(solution, the_lab.solution_module)
+        check_loads(path, the_lab)
     except SolutionError as error:
         load_error = str(error)
         out.write(f"Could not load your solution:\n{_indent(load_error)}\n\n")
@@ -320,8 +348,8 @@ def run_tests(
             print_result(results[-1], spec, out)
     else:
         for spec in specs:
-            result = run_one(spec, loaded, seed, label, Path(save_dir) if save_dir else None,
-                             checks=checks, progress=progress)
+            result = run_one(spec, path, seed, label, Path(save_dir) if save_dir else None,
+                             checks=checks, progress=progress, lab=the_lab)
             if timeline is not None and result.evidence is not None:
                 _save_timeline(result, Path(timeline), out)
                 timeline = None
@@ -344,16 +372,10 @@ def _solution_label(solution: str | Path | ModuleType | None) -> str | None:
     return str(solution)
 
 
-def _load(solution: str | Path | ModuleType | None, lab: Lab) -> Solution:
-    if solution is None:
-        default = Path.cwd() / f"{lab.solution_module}.py"
-        if not default.exists():
-            raise SolutionError(
-                f"no solution given and no {lab.solution_module}.py in {Path.cwd()}: "
-                f"pass --solution PATH to your {lab.solution_module}.py"
-            )
-        solution = default
-    return load_solution(solution)
+def check_loads(path: Path, lab: Lab) -> None:
+    """Raise SolutionError if the module at ``path`` does not import (checked in a worker)."""
+    with Session(solution=path, label=path.name, observers=lab.observers, queries=lab.queries) as session:
+        session.solution()
 
 
 def _not_run(spec: TestSpec, seed: int | None, why: str) -> TestResult:

@@ -7,7 +7,6 @@ a saved run log give the same picture.
 
 from __future__ import annotations
 
-import importlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -91,24 +90,12 @@ def load_run_log(path: str | Path) -> RunRecords:
 
 
 def load_trace(path: str | Path, solution: str | Path | None = None) -> Trace:
-    """Read a trace file, first loading the solution that defines its classes.
-
-    ``solution`` defaults to the one named in the trace; the lab's tests are
-    imported too, so the violated predicate can be found again.
-    """
-    from labkit.testing.solution import load_solution
+    """Read a trace file; its steps replay with ``solution`` (by default the one named in the trace),
+    run in workers as in a test."""
+    from labkit.search.trace import session_for
 
     meta = Trace.read_meta(path)
-    solution = solution or meta.get("solution")
-    if solution:
-        load_solution(solution)
-    lab = meta.get("lab")
-    if lab:
-        try:
-            importlib.import_module(f"labkit.labs.{lab}.tests")
-        except ImportError:
-            pass
-    return Trace.load(path)
+    return Trace.load(path, session_for(meta, solution))
 
 
 def _file_kind(path: Path) -> str:

@@ -14,11 +14,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from labkit.check.predicates import Predicate, find_predicate
-from labkit.node import Address, LabkitError, state_fields
+from labkit.node import Address, LabkitError
 from labkit.search.settings import SearchSettings
 from labkit.search.state import Event, SearchState
-from labkit.search.trace import Trace, node_changes
-from labkit.values import fingerprint
+from labkit.search.trace import Trace, same_value, node_changes, node_fields
 
 __all__ = ["Stepper", "StepperError", "Choice", "HistoryNode", "PredicateStatus"]
 
@@ -207,7 +206,7 @@ class Stepper:
 
     def fields(self, address: Address) -> dict[str, Any]:
         """The state fields of the node at ``address``."""
-        return state_fields(self.state.node(address))
+        return node_fields(self.state.node(address))
 
     def changes(self) -> dict[Address, list[str]]:
         """What the last step changed: ``field: before -> after`` lines of the node that handled it."""
@@ -223,9 +222,9 @@ class Stepper:
         node = self.node
         if node.parent is None:
             return set()
-        old = state_fields(self.history[node.parent].state.node(address))
-        new = state_fields(self.state.node(address))
-        return {k for k in new if k not in old or fingerprint(old[k]) != fingerprint(new[k])}
+        old = node_fields(self.history[node.parent].state.node(address))
+        new = node_fields(self.state.node(address))
+        return {k for k in new if k not in old or not same_value(old[k], new[k])}
 
     def predicates(self) -> list[PredicateStatus]:
         """The settings' invariants, goals and prunes evaluated on the current state."""

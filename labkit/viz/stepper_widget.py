@@ -16,6 +16,7 @@ from labkit.node import Address, Node
 from labkit.search.settings import SearchSettings
 from labkit.search.state import SearchState
 from labkit.search.trace import Trace
+from labkit.wire import Record
 from labkit.values import brief, canonical_repr
 from labkit.viz.stepper import Choice, Stepper, StepperError
 
@@ -34,6 +35,8 @@ def _value_html(value: Any, depth: int = 0) -> str:
             items = [(str(i), v) for i, v in enumerate(sorted(value, key=canonical_repr)
                                                         if isinstance(value, (set, frozenset)) else value)]
         return _details(f"{type(value).__name__} ({len(value)})", items, depth)
+    if isinstance(value, Record) and depth < 4:
+        return _details(type(value).__name__, list(value.as_dict().items()), depth)
     if _is_object(value) and depth < 4:
         items = [(k, v) for k, v in vars(value).items() if not k.startswith("_lk_")]
         return _details(type(value).__name__, items, depth)

@@ -28,7 +28,9 @@ from labkit.labs.paxos.workloads import append_different_key_workload, put_appen
 from labkit.node import client, server
 from labkit.sim.settings import RunSettings
 from labkit.sim.simulator import Simulation
-from labkit.testing.solution import Solution, SolutionError, load_solution
+from labkit.judge.nodes import RemoteSolution as Solution
+from labkit.judge.session import Session
+from labkit.testing.solution import SolutionError
 
 __all__ = ["VARIANTS", "SCENARIOS", "render", "variant_source", "load_log_sizes", "plot_log_sizes"]
 
@@ -224,6 +226,7 @@ def _kept_slots(node: Any) -> int:
 def render(reference: str | Path, out: str | Path) -> list[Path]:
     """Run every scenario with ``reference`` (or its variants) and save run logs,
     PNG timelines and log-size samples into ``out``. Returns the files written."""
+    from labkit.labs.paxos.tests import LAB
     from labkit.viz.stats import sample_log_sizes
     from labkit.viz.timeline import plot_timeline
 
@@ -234,27 +237,33 @@ def render(reference: str | Path, out: str | Path) -> list[Path]:
     out.mkdir(parents=True, exist_ok=True)
     source = reference.read_text(encoding="utf-8")
     written: list[Path] = []
+    sessions: dict[str | None, Session] = {}
     with tempfile.TemporaryDirectory() as scratch:
-        modules: dict[str | None, Solution] = {None: load_solution(reference)}
-        for scenario in SCENARIOS:
-            if scenario.variant not in modules:
-                path = Path(scratch) / f"paxos_{scenario.variant}.py"
-                path.write_text(variant_source(source, scenario.variant), encoding="utf-8")
-                modules[scenario.variant] = load_solution(path)
-            sim = scenario.build(modules[scenario.variant])
-            if scenario.sizes:
-                samples = sample_log_sizes(sim, _kept_slots, every=SIZE_SAMPLE_MILLIS,
-                                           until=sim.now + SIZE_SAMPLE_UNTIL)
-                csv = out / f"{scenario.name}.sizes.csv"
-                samples.to_csv(csv, index=False)
-                written.append(csv)
-            log = out / f"{scenario.name}.jsonl"
-            sim.log.save(log, {"scenario": scenario.name, "variant": scenario.variant or "reference",
-                               "title": scenario.title})
-            written.append(log)
-            png = out / f"{scenario.name}.png"
-            plot_timeline(log, title=scenario.title).savefig(png, dpi=80)
-            written.append(png)
+        try:
+            for scenario in SCENARIOS:
+                if scenario.variant not in sessions:
+                    path = reference
+                    if scenario.variant is not None:
+                        path = Path(scratch) / f"paxos_{scenario.variant}.py"
+                        path.write_text(variant_source(source, scenario.variant), encoding="utf-8")
+                    sessions[scenario.variant] = Session(solution=path, observers=LAB.observers, queries=LAB.queries)
+                sim = scenario.build(sessions[scenario.variant].solution())
+                if scenario.sizes:
+                    samples = sample_log_sizes(sim, _kept_slots, every=SIZE_SAMPLE_MILLIS,
+                                               until=sim.now + SIZE_SAMPLE_UNTIL)
+                    csv = out / f"{scenario.name}.sizes.csv"
+                    samples.to_csv(csv, index=False)
+                    written.append(csv)
+                log = out / f"{scenario.name}.jsonl"
+                sim.log.save(log, {"scenario": scenario.name, "variant": scenario.variant or "reference",
+                                   "title": scenario.title})
+                written.append(log)
+                png = out / f"{scenario.name}.png"
+                plot_timeline(log, title=scenario.title).savefig(png, dpi=80)
+                written.append(png)
+        finally:
+            for session in sessions.values():
+                session.close()
     return written
 
 

@@ -23,6 +23,7 @@ from labkit.check.predicates import (
 )
 from labkit.client import NoResultYet, Workload
 from labkit.labs.paxos import PaxosLogSlotStatus
+from labkit.labs.paxos.observe import QUERIES
 from labkit.labs.paxos.predicates import (
     LOGS_CONSISTENT,
     LOGS_CONSISTENT_ALL_SLOTS,
@@ -47,13 +48,14 @@ from labkit.sim.settings import RunSettings
 from labkit.sim.simulator import Simulation
 from labkit.testing.context import TestContext
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE, Lab
-from labkit.values import state_size
 
 LAB = Lab(
     "paxos",
     solution_module="paxos_server",
     description="Multi-instance Paxos with stable leaders and garbage collection.",
     parts={1: "Multi-Paxos", 2: "Stable leaders", 3: "Garbage collection", 4: "Batching and throughput"},
+    queries=QUERIES,
+    observer="labkit.labs.paxos.observe:observe_server",
 )
 
 UNRELIABLE_RATE = 0.8
@@ -115,11 +117,8 @@ def run_until_done(t: TestContext, sim: Simulation, max_millis: int = 30_000) ->
 
 
 def nodes_size(sim: Simulation) -> int:
-    """Bytes of state the servers and clients keep (for a client worker, its client only)."""
-    total = sum(state_size(s) for s in sim.servers)
-    total += sum(state_size(w.client) for w in sim.workers)
-    total += sum(state_size(c) for c in sim.clients)
-    return total
+    """Characters of encoded state the servers and clients keep (for a client worker, its client only)."""
+    return sim.state_size()
 
 
 def repartition(sim: Simulation, addresses: list[Address], clients: list[Address], rng: random.Random) -> None:
