@@ -1,8 +1,9 @@
 """Hidden tests of the Paxos lab, registered on the public lab when this module is imported.
 
-This file is never shipped to students: it is put on ``PYTHONPATH`` only while
-autograding (``PYTHONPATH=$PWD/../grader_tests nbgrader autograde ...``) and by
-``labkit check-solution --hidden grader_tests/paxos_hidden.py``.
+This file is never shipped to students and never reaches a notebook kernel or
+a worker: only the judge imports it, in ``labkit course autograde`` (which
+finds it in ``grader_tests/``) and ``labkit check-solution --hidden
+grader_tests/paxos_hidden.py``.
 
 Numbering: hidden tests are ``PART.101`` and up within each part, so they never
 clash with the public numbers (DSLabs's 1-29). Run tests come first (101-119),
@@ -10,7 +11,8 @@ search tests from 120. A part's hidden tests need only that part and the
 earlier ones: part 1 never checks message counts, wait times or memory.
 
 Every run test with clients also checks that the clients' history is
-linearizable. A notebook's hidden cell calls :func:`run_hidden`.
+linearizable. A notebook's hidden cell names its test
+(``check_test("paxos", "1.101", ...)``); the judge runs it.
 """
 
 from __future__ import annotations
@@ -45,34 +47,17 @@ from labkit.labs.paxos.workloads import (
     put_get_workload,
     simple_workload,
 )
-from labkit.node import Address, LabkitError, client, server
+from labkit.node import Address, client, server
 from labkit.search.settings import SearchSettings
 from labkit.sim.settings import RunSettings
 from labkit.sim.simulator import Simulation
-from labkit.testing import check_test, fail
 from labkit.testing.context import TestContext
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE
 
-__all__ = ["run_hidden"]
+__all__: list[str] = []
 
 CHOSEN = PaxosLogSlotStatus.CHOSEN
 CLEARED = PaxosLogSlotStatus.CLEARED
-
-
-def run_hidden(number: str, solution: Any = None, seed: int | None = None) -> None:
-    """Run hidden test ``number`` (e.g. ``"2.101"``) from a notebook grade cell.
-
-    A failure is raised through ``labkit.testing.fail`` with only the
-    explanation, so the feedback never shows this module's source.
-    """
-    __tracebackhide__ = True
-    try:
-        check_test(LAB, number, solution=solution, seed=seed, include_hidden=True)
-    except (AssertionError, LabkitError) as error:
-        message = str(error)
-    else:
-        return
-    fail(message)
 
 
 # --------------------------------------------------------------------------

@@ -66,8 +66,7 @@ class Builder:
             source = (
                 f"# Hidden test {spec.qualified_number} ({spec.points:g} points): it runs when your work is graded.\n"
                 "### BEGIN HIDDEN TESTS\n"
-                "from paxos_hidden import run_hidden\n"
-                f'run_hidden("{spec.qualified_number}", solution="{solution}")\n'
+                f'check_test("{lab}", "{spec.qualified_number}", solution="{solution}");\n'
                 "### END HIDDEN TESTS"
             )
         else:

@@ -24,10 +24,9 @@ def _release(args: argparse.Namespace) -> int:
 def _autograde(args: argparse.Namespace) -> int:
     course = Course(args.course)
     hidden = course.locate(args.hidden_tests) if args.hidden_tests else None
-    outcomes = course.autograde(args.assignment, args.student, hidden_tests=hidden, deadline=args.deadline,
-                                cell_timeout=args.cell_timeout)
+    outcomes = course.autograde(args.assignment, args.student, hidden_tests=hidden, deadline=args.deadline)
     for outcome in outcomes:
-        verdict = "graded" if outcome.ok else f"FAILED: {outcome.reason}"
+        verdict = f"graded: {outcome.score:g}/{outcome.max_score:g}" if outcome.ok else outcome.reason
         print(f"{outcome.student:<24} {verdict} ({outcome.seconds:.0f} s)")
     return 0 if all(o.ok for o in outcomes) else 1
 
@@ -86,11 +85,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                                    _check_reference)):
         parser = step(name, help_text, func)
         parser.add_argument("--hidden-tests", default="grader_tests", help="folder of hidden test modules")
-        parser.add_argument("--deadline", type=float, default=1800.0, help="seconds allowed per student")
+        parser.add_argument("--deadline", type=float, default=1800.0,
+                            help="seconds of real time nbgrader may take to run one student's notebooks (it decides "
+                                 "no score; past it the student is not graded and can be re-run)")
         if name == "autograde":
             parser.add_argument("--student", action="append", help="grade only this student (repeatable)")
-            parser.add_argument("--cell-timeout", type=float, help="seconds per test cell (default: the course's "
-                                                                  "Execute.timeout)")
         else:
             parser.add_argument("--reference", default="solutions/paxos/paxos_server.py")
             parser.add_argument("--module", default="paxos_server.py", help="the file name students submit")

@@ -2,9 +2,12 @@
 
 * ``release``: ``nbgrader generate_assignment``, then a check that the release
   holds no solution or hidden-test code.
-* ``autograde``: one student per nbgrader process, with the hidden tests on the
-  import path only for that process and an overall deadline sent as SIGINT
-  (nbgrader then cancels cleanly); one student's failure never stops the rest.
+* ``autograde``: for each student, the judge runs every graded cell's test
+  (hidden tests included, imported here and nowhere else) on the submitted
+  module in boxed workers; nbgrader then runs the notebooks in a boxed kernel
+  (:mod:`labkit.worker.kernel`) for its bookkeeping and the feedback notebook,
+  and the judge's scores and results are written over whatever the kernel did
+  (:mod:`labkit.course.grading`). One student's trouble never stops the rest.
 * ``feedback`` and ``export``: nbgrader's, run from the course folder.
 * ``check_reference``: autogrades a submission made from the reference
   solution and fails unless it scores full marks.
@@ -19,10 +22,11 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Any, Sequence
 
 from labkit.node import LabkitError
 
@@ -41,12 +45,14 @@ class CourseError(LabkitError):
 
 @dataclass
 class GradingOutcome:
-    """How autograding one student went."""
+    """How autograding one student went: ``ok`` when scores were written."""
 
     student: str
     ok: bool
     seconds: float
     reason: str = ""
+    score: float = 0.0
+    max_score: float = 0.0
 
 
 def _nbgrader() -> list[str]:
@@ -166,33 +172,118 @@ class Course:
         return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
 
     def autograde(self, assignment: str, students: Sequence[str] | None = None, *, hidden_tests: Path | None = None,
-                  deadline: float = 1800.0, cell_timeout: float | None = None) -> list[GradingOutcome]:
-        """Autograde each student in its own nbgrader process (see the module docstring).
+                  deadline: float = 1800.0) -> list[GradingOutcome]:
+        """Grade each student (see the module docstring); one student's trouble never stops the rest.
 
-        ``cell_timeout`` overrides the course's per-cell limit (``Execute.timeout``)."""
+        ``deadline`` bounds (in real time) nbgrader's run of one student's notebooks,
+        which decides no score: past it the student is "not graded" and can be re-run."""
+        from labkit.course.grading import graded_cells, judge_submission
+
         chosen = list(students) if students else self.students(assignment)
         if not chosen:
             raise CourseError(f"no submissions of {assignment} in {self.root / 'submitted'}")
-        env = {}
-        if hidden_tests is not None:
-            if not hidden_tests.is_dir():
-                raise CourseError(f"the hidden tests folder {hidden_tests} does not exist")
-            env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(hidden_tests.resolve()), os.environ.get("PYTHONPATH")]))
+        cells = graded_cells(self.root / "source" / assignment)
+        hidden = self._load_hidden(cells, hidden_tests)
         outcomes = []
         for student in chosen:
             began = time.perf_counter()
-            args = ["autograde", assignment, "--student", student, "--force"]
-            if cell_timeout is not None:
-                args.append(f"--Execute.timeout={cell_timeout:g}")
-            result = self.run(args, env=env, deadline=deadline, quiet=True)
-            seconds = time.perf_counter() - began
-            done = (self.root / "autograded" / student / assignment).is_dir()
-            if result.returncode == 0 and done:
-                outcomes.append(GradingOutcome(student, True, seconds))
-            else:
-                reason = "deadline passed" if result.returncode == 124 else _last_error(result.stdout)
-                outcomes.append(GradingOutcome(student, False, seconds, reason))
+            folder = self.root / "submitted" / student / assignment
+            module = folder / self.module_of(cells)
+            try:
+                results = judge_submission(module, cells)
+            except LabkitError as error:
+                outcomes.append(GradingOutcome(student, False, time.perf_counter() - began, f"not graded: {error}"))
+                continue
+            ungraded = [r for r in results.values() if not r.graded]
+            if ungraded:
+                outcomes.append(GradingOutcome(student, False, time.perf_counter() - began,
+                                               f"not graded, re-run: {ungraded[0].failure}"))
+                continue
+            reason = self._record(assignment, student, cells, results, hidden, deadline)
+            outcomes.append(GradingOutcome(student, reason is None, time.perf_counter() - began, reason or "",
+                                           sum(r.points_earned for r in results.values()),
+                                           sum(c.points for c in cells)))
         return outcomes
+
+    def module_of(self, cells: Sequence[Any]) -> str:
+        """The file students submit for the labs these cells test (one lab per assignment)."""
+        from labkit.testing.runner import get_lab
+
+        labs = sorted({c.lab for c in cells})
+        if len(labs) != 1:
+            raise CourseError(f"the assignment's graded cells test {len(labs)} labs ({', '.join(labs)}); one is needed")
+        return f"{get_lab(labs[0]).solution_module}.py"
+
+    def _load_hidden(self, cells: Sequence[Any], hidden_tests: Path | None) -> set[tuple[str, str]]:
+        """Register the hidden tests of the labs graded here; the (lab, number) of every hidden test."""
+        from labkit.testing.check_solution import load_hidden
+        from labkit.testing.runner import get_lab
+
+        for lab in sorted({c.lab for c in cells}):
+            if hidden_tests is not None and (hidden_tests / f"{lab}_hidden.py").is_file():
+                load_hidden(hidden_tests / f"{lab}_hidden.py")
+        numbers = set()
+        for cell in cells:
+            lab = get_lab(cell.lab)
+            spec = next((s for s in lab.tests if s.qualified_number == cell.number), None)
+            if spec is None:
+                raise CourseError(f"lab {cell.lab} has no test {cell.number}: give the hidden tests' folder "
+                                  "with --hidden-tests")
+            if spec.hidden:
+                numbers.add((cell.lab, cell.number))
+        return numbers
+
+    def _record(self, assignment: str, student: str, cells: Sequence[Any], results: dict[Any, Any],
+                hidden: set[tuple[str, str]], deadline: float) -> str | None:
+        """Run nbgrader for the student's notebooks (boxed kernel), then write the judge's scores
+        and results. Returns why the student is not graded, or None."""
+        from labkit.course.grading import fill_feedback, write_scores
+        from labkit.worker.box import choose_box_uid, kill_box
+        from labkit.worker.kernel import KERNEL_NAME, UID_VARIABLE, kernelspec
+
+        uid = choose_box_uid()
+        with tempfile.TemporaryDirectory(prefix="labkit-kernels-") as kernels:
+            env = {"JUPYTER_PATH": str(kernelspec(Path(kernels))), "PYTHONPATH": ""}
+            if uid is not None:
+                env[UID_VARIABLE] = str(uid)
+            args = ["autograde", assignment, "--student", student, "--force", f"--Execute.kernel_name={KERNEL_NAME}"]
+            try:
+                result = self.run(args, env=env, deadline=deadline, quiet=True)
+            finally:
+                kill_box(uid)
+        autograded = self.root / "autograded" / student / assignment
+        if result.returncode == 124:
+            return "not graded, re-run: nbgrader did not finish running the notebooks in time"
+        if not autograded.is_dir():
+            self._notebooks_without_kernel(assignment, student, autograded)
+        try:
+            write_scores(f"sqlite:///{self.root / 'gradebook.db'}", _course_id(self.root), assignment, student,
+                         cells, results)
+        except Exception as error:  # the gradebook is the grader's: nothing was written
+            return f"not graded, re-run: the gradebook could not be written ({type(error).__name__}: {error})"
+        fill_feedback(autograded, cells, results, hidden)
+        return None
+
+    def _notebooks_without_kernel(self, assignment: str, student: str, target: Path) -> None:
+        """When nbgrader could not run a student's notebooks (their own cells stopped the kernel), the
+        feedback is made from the released notebooks, with the student's files beside them."""
+        import nbformat
+
+        release = self.root / "release" / assignment
+        source = release if release.is_dir() else self.root / "source" / assignment
+        submitted = self.root / "submitted" / student / assignment
+        target.mkdir(parents=True, exist_ok=True)
+        for path in source.glob("*.ipynb"):
+            nb = nbformat.read(str(path), as_version=4)
+            for cell in nb.cells:
+                if cell.cell_type == "code":
+                    cell.outputs, cell.execution_count = [], None
+            nb.cells.insert(0, nbformat.v4.new_markdown_cell(
+                "**Your notebook could not be run while grading** (a cell of yours stopped the kernel), so this "
+                "feedback shows the released notebook. Your module was graded as usual."))
+            nbformat.write(nb, str(target / path.name))
+        for path in submitted.glob("*.py"):
+            shutil.copyfile(path, target / path.name)
 
     def feedback(self, assignment: str, students: Sequence[str] | None = None) -> None:
         args = ["generate_feedback", assignment, "--force"]
