@@ -180,12 +180,12 @@ def test_release_contains_no_solution_or_hidden_code(tmp_path: Path, monkeypatch
         texts = {p: p.read_text(errors="replace") for p in release.rglob("*.ipynb")}
         assert texts
         secret = only_in(forbidden, [root / "source" / assignment / stub])
-        assert "run_hidden" in secret and ("PaxosServer" in secret) == (assignment == "tour")  # what is searched
+        assert "chaos_then_heal" in secret and ("PaxosServer" in secret) == (assignment == "tour")  # what is searched
         for path, text in texts.items():
             for name in secret:
                 for form in (f"def {name}(", f"class {name}(", f"class {name}:"):
                     assert form not in text, f"{path.name} defines {name}"
-            for word in ("paxos_hidden", "run_hidden", "BEGIN HIDDEN", "BEGIN SOLUTION", "grader_tests", "solutions/"):
+            for word in ("paxos_hidden", "chaos_then_heal", "BEGIN HIDDEN", "BEGIN SOLUTION", "grader_tests", "solutions/"):
                 assert word not in text, f"{path.name} contains {word}"
         assert find_leaks(release, forbidden, [root / "source" / assignment / stub]) == []
     released = nbformat.read(str(root / "release" / "paxos" / "1_multi_paxos.ipynb"), as_version=4)

@@ -10,15 +10,10 @@ from pathlib import Path
 
 from conftest import PING_SOLUTION
 
-SCENARIOS = textwrap.dedent(
+GOSSIP_NODES = textwrap.dedent(
     """
-    import sys
     from dataclasses import dataclass
-    from labkit import Address, Message, Node, Timer
-    from labkit.labs.ping.tests import SERVER, ping_workload
-    from labkit.node import client
-    from labkit.sim import RunSettings, Simulation
-    from labkit.testing import load_solution
+    from labkit import Message, Node, Timer
 
     @dataclass(frozen=True)
     class Rumor(Message):
@@ -49,6 +44,18 @@ SCENARIOS = textwrap.dedent(
             self.words |= message.words
             self.peers |= message.known - {self.address}
             self.heard[sender] = self.heard.get(sender, 0) + 1
+    """
+)
+
+SCENARIOS = textwrap.dedent(
+    """
+    import sys
+    from gossip_nodes import Gossiper
+    from labkit import Address
+    from labkit.labs.ping.tests import SERVER, ping_workload
+    from labkit.node import client
+    from labkit.sim import RunSettings, Simulation
+    from labkit.testing import load_solution
 
     def gossip(seed):
         sim = Simulation(seed, RunSettings(delivery_rate=0.7, latency=(1, 12), duplication_rate=0.2))
@@ -80,6 +87,7 @@ SCENARIOS = textwrap.dedent(
 def run_scenarios(tmp_path: Path, hash_seed: str, *seeds: int) -> list[str]:
     script = tmp_path / "scenarios.py"
     script.write_text(SCENARIOS)
+    (tmp_path / "gossip_nodes.py").write_text(GOSSIP_NODES)
     done = subprocess.run(
         [sys.executable, str(script), str(PING_SOLUTION), *map(str, seeds)],
         env={"PYTHONHASHSEED": hash_seed}, capture_output=True, text=True, timeout=120,

@@ -111,8 +111,7 @@ def test_init_runs_once_and_handlers_dispatch_by_class_name() -> None:
     sim = Simulation(seed=1)
     a = Recorder(A)
     assert not a.initialised
-    sim.add_server(a)
-    assert a.initialised
+    assert sim.add_server(a).initialised  # init() ran in the run's worker
     a.deliver_message(Hello("hi"), B)
     a.deliver_timer(Tick(3))
     assert a.seen == [("hello", "hi", B), ("tick", 3)]
@@ -158,15 +157,24 @@ def test_send_broadcast_and_timers_are_collected_in_order() -> None:
     assert effects.timers == [(A, Tick(1), 10, 10), (A, Tick(2), 5, 15)]
 
 
+class Ranged(Node):
+    def init(self) -> None:
+        for i in range(50):
+            self.set_timer(Tick(i), 5, 9)
+
+    def on_Tick(self, timer: Tick) -> None:
+        pass
+
+
+class Once(Node):
+    def init(self) -> None:
+        self.set_timer(Tick(1), 7)
+
+    def on_Tick(self, timer: Tick) -> None:
+        self.fired_at = "fired"
+
+
 def test_ranged_timer_length_stays_in_range() -> None:
-    class Ranged(Node):
-        def init(self) -> None:
-            for i in range(50):
-                self.set_timer(Tick(i), 5, 9)
-
-        def on_Tick(self, timer: Tick) -> None:
-            pass
-
     sim = Simulation(seed=3)
     sim.add_server(Ranged(A))
     lengths = [e.detail for e in sim.log.of_kind(TIMER_SET)]
@@ -176,13 +184,6 @@ def test_ranged_timer_length_stays_in_range() -> None:
 
 
 def test_fixed_timer_fires_exactly_after_its_length() -> None:
-    class Once(Node):
-        def init(self) -> None:
-            self.set_timer(Tick(1), 7)
-
-        def on_Tick(self, timer: Tick) -> None:
-            self.fired_at = "fired"
-
     sim = Simulation(seed=0)
     sim.add_server(Once(A))
     sim.run_for(6)
@@ -251,9 +252,7 @@ class Greeter(Node):
 
 def test_messages_reach_their_handlers() -> None:
     sim = Simulation(seed=2)
-    b, c = Recorder(B), Recorder(C)
-    sim.add_server(b)
-    sim.add_server(c)
+    b, c = sim.add_server(Recorder(B)), sim.add_server(Recorder(C))
     sim.add_server(Greeter(A, [B, C]))
     sim.run_for(100)
     assert b.seen == [("hello", "from a", A)] and c.seen == [("hello", "from a", A)]
@@ -261,8 +260,7 @@ def test_messages_reach_their_handlers() -> None:
 
 def test_message_to_unknown_address_is_dropped_and_logged() -> None:
     sim = Simulation(seed=2)
-    b = Recorder(B)
-    sim.add_server(b)
+    b = sim.add_server(Recorder(B))
     sim.add_server(Greeter(A, [Address("nobody"), B]))
     sim.run_for(100)
     (drop,) = sim.log.of_kind(DROP)

@@ -13,6 +13,8 @@ from pathlib import Path
 import pytest
 from conftest import NO_RETRY_FAILS, PING_NUMBERS, PING_SOLUTION, ROOT, verdicts_failing
 
+from labkit.node import Address
+from labkit.sim import Simulation
 from labkit.testing import Lab, LabError, TestContext, check_test, run_tests
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE
 
@@ -22,7 +24,8 @@ def demo_lab() -> Lab:
 
     @lab.test(1, "passes", 5)
     def passes(t: TestContext) -> None:
-        t.require(t.solution.ANSWER == 42, "wrong answer")
+        node = Simulation(t.seed).add_server(t.solution.Answerer(Address("a")))
+        t.require(node.answer == 42, "wrong answer")
 
     @lab.test(2, "fails", 3, categories=(RUN, UNRELIABLE))
     def fails(t: TestContext) -> None:
@@ -46,8 +49,37 @@ def demo_lab() -> Lab:
 @pytest.fixture
 def solution(tmp_path: Path) -> Path:
     path = tmp_path / "demo_solution.py"
-    path.write_text("ANSWER = 42\n")
+    path.write_text(DEMO_SOLUTION)
     return path
+
+
+DEMO_SOLUTION = textwrap.dedent(
+    """
+    import time
+    from dataclasses import dataclass
+    from labkit import Node, Timer
+
+    class Answerer(Node):
+        def init(self):
+            self.answer = 42
+
+    @dataclass(frozen=True)
+    class Tick(Timer):
+        pass
+
+    class Spinner(Node):
+        \"\"\"Spends 2 ms of CPU time on every 1 ms tick.\"\"\"
+
+        def init(self):
+            self.set_timer(Tick(), 1)
+
+        def on_Tick(self, timer):
+            end = time.process_time() + 0.002
+            while time.process_time() < end:
+                pass
+            self.set_timer(Tick(), 1)
+    """
+)
 
 
 # ---- declaring and selecting ----------------------------------------------------------
@@ -136,13 +168,14 @@ def test_all_pass_summary(solution: Path) -> None:
     assert "Points: 5/5 (100%)" in out.getvalue()
 
 
-def test_a_test_over_its_time_limit_fails_alone(solution: Path) -> None:
+def test_a_test_over_its_cpu_budget_fails_alone(solution: Path) -> None:
     lab = Lab("slowpoke", solution_module="demo_solution")
 
-    @lab.test(1, "spins", 1, timeout=0.3)
+    @lab.test(1, "spins", 1, cpu_seconds=0.3)
     def spins(t: TestContext) -> None:
-        while True:
-            pass
+        sim = Simulation(t.seed)
+        sim.add_server(t.solution.Spinner(Address("s")))
+        sim.run_for(100_000)
 
     @lab.test(2, "fine", 1)
     def fine(t: TestContext) -> None:
@@ -150,7 +183,7 @@ def test_a_test_over_its_time_limit_fails_alone(solution: Path) -> None:
 
     report = run_tests(lab, solution=solution, out=io.StringIO())
     first, second = report.results
-    assert not first.passed and "took more than 0.3 s of real time" in first.failure
+    assert not first.passed and "more than the 0.3 s this test allows" in first.failure
     assert second.passed
 
 

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from labkit import Address, Message, Node, Timer
+from labkit.judge.session import Session
+from labkit.judge.worker import Limits, WorkerFailure
 from labkit.sim import HandlerError, RunawayError, RunSettings, Simulation
 from labkit.sim.log import DELIVER, DROP, DUPLICATE, SEND, SETTING, TIMER_FIRE, TIMER_OFF
 
@@ -113,8 +115,7 @@ def test_activity_flags_drop_with_reason_partition() -> None:
 
 def test_latency_range_and_reordering() -> None:
     sim = Simulation(3, RunSettings(latency=(5, 30)))
-    sink = Sink(B)
-    sim.add_server(sink)
+    sink = sim.add_server(Sink(B))
     sim.add_server(Blaster(A, [B], 200))
     sim.run_for(100)
     sends = {e.detail: e.time for e in sim.log.of_kind(SEND)}
@@ -124,20 +125,20 @@ def test_latency_range_and_reordering() -> None:
     assert sorted(order) == list(range(200)) and order != list(range(200))
 
 
+class TwoStep(Node):
+    def init(self) -> None:
+        self.send(Num(1), B)
+        self.set_timer(Go(2), 1)
+
+    def on_Go(self, timer: Go) -> None:
+        self.send(Num(timer.n), B)
+
+
 def test_two_messages_sent_in_order_can_arrive_swapped() -> None:
-    class TwoStep(Node):
-        def init(self) -> None:
-            self.send(Num(1), B)
-            self.set_timer(Go(2), 1)
-
-        def on_Go(self, timer: Go) -> None:
-            self.send(Num(timer.n), B)
-
     swapped = 0
     for seed in range(30):
         sim = Simulation(seed, RunSettings(latency=(1, 10)))
-        sink = Sink(B)
-        sim.add_server(sink)
+        sink = sim.add_server(Sink(B))
         sim.add_server(TwoStep(A))
         sim.run_for(20)
         assert sorted(n for _, n in sink.got) == [1, 2]
@@ -147,8 +148,7 @@ def test_two_messages_sent_in_order_can_arrive_swapped() -> None:
 
 def test_duplication() -> None:
     sim = Simulation(1, RunSettings(duplication_rate=1.0))
-    sink = Sink(B)
-    sim.add_server(sink)
+    sink = sim.add_server(Sink(B))
     sim.add_server(Blaster(A, [B], 20))
     sim.run_for(100)
     assert sorted(n for _, n in sink.got) == sorted(list(range(20)) * 2)
@@ -163,8 +163,7 @@ def test_duplication() -> None:
 
 def test_message_sent_during_partition_is_delivered_if_it_heals_in_time() -> None:
     sim = Simulation(0, RunSettings(latency=(10, 10)))
-    sink = Sink(B)
-    sim.add_server(sink)
+    sink = sim.add_server(Sink(B))
     sim.settings.partition([A], [B])
     sim.add_server(Blaster(A, [B], 1))  # sent at t=0, due at t=10
     sim.run_for(5)
@@ -175,8 +174,7 @@ def test_message_sent_during_partition_is_delivered_if_it_heals_in_time() -> Non
 
 def test_message_sent_while_connected_is_dropped_if_cut_before_it_is_due() -> None:
     sim = Simulation(0, RunSettings(latency=(10, 10)))
-    sink = Sink(B)
-    sim.add_server(sink)
+    sink = sim.add_server(Sink(B))
     sim.add_server(Blaster(A, [B], 1))
     sim.run_for(5)
     sim.settings.partition([A], [B])
@@ -188,9 +186,8 @@ def test_message_sent_while_connected_is_dropped_if_cut_before_it_is_due() -> No
 def test_messages_to_self_are_never_dropped() -> None:
     settings = RunSettings(delivery_rate=0.0).node_active(A, False).network_active(False)
     sim = Simulation(0, settings)
-    node = Blaster(A, [A, B], 5)
     sim.add_server(Sink(B))
-    sim.add_server(node)
+    node = sim.add_server(Blaster(A, [A, B], 5))
     sim.run_for(10)
     assert node.got == [(A, n) for n in range(5)]
     assert all(e.node == B for e in sim.log.of_kind(DROP))
@@ -215,9 +212,7 @@ class Ticker(Node):
 
 def test_timers_can_be_turned_off_per_node() -> None:
     sim = Simulation(0)
-    a, b = Ticker(A), Ticker(B)
-    sim.add_server(a)
-    sim.add_server(b)
+    a, b = sim.add_server(Ticker(A)), sim.add_server(Ticker(B))
     sim.settings.deliver_timers(False, node=A)
     sim.run_for(35)
     assert a.ticks == 0 and b.ticks == 3
@@ -230,8 +225,7 @@ def test_timers_can_be_turned_off_per_node() -> None:
 
 def test_run_for_advances_the_clock_exactly() -> None:
     sim = Simulation(0)
-    node = Ticker(A)
-    sim.add_server(node)
+    node = sim.add_server(Ticker(A))
     sim.run_for(25)
     assert sim.now == 25 and node.ticks == 2
     sim.run_for(5)
@@ -240,8 +234,7 @@ def test_run_for_advances_the_clock_exactly() -> None:
 
 def test_run_until_stops_as_soon_as_the_condition_holds() -> None:
     sim = Simulation(0)
-    node = Ticker(A)
-    sim.add_server(node)
+    node = sim.add_server(Ticker(A))
     assert sim.run_until(lambda s: node.ticks == 4, max_millis=1_000)
     assert sim.now == 40 and node.ticks == 4
     assert not sim.run_until(lambda s: node.ticks == 100, max_millis=100)
@@ -265,15 +258,18 @@ class Looper(Node):
             pass
 
 
-def test_endless_handler_is_stopped_by_the_wall_clock_guard() -> None:
-    sim = Simulation(0, wall_limit=1.0)
+def test_endless_handler_is_stopped_by_its_cpu_limit() -> None:
+    session = Session(limits=Limits(handler_cpu_seconds=1.0))
+    sim = Simulation(0, session=session)
     sim.add_server(Looper(B))
     sim.add_server(Blaster(A, [B], 1))
-    with pytest.raises(RunawayError) as info:
+    with pytest.raises(WorkerFailure) as info:
         sim.run_for(100)
     text = str(info.value)
-    assert "b's handler for Num from a" in text
-    assert "1 s of real time" in text and "endless loop" in text
+    assert info.value.kind == "cpu" and "b's handler for Num from a" in text
+    assert "more than 1 s of CPU time" in text and "endless loop" in text
+    assert session.cpu_seconds() < 5
+    session.close()
 
 
 class Storm(Node):
@@ -295,18 +291,19 @@ def test_timer_storm_hits_the_event_budget() -> None:
     assert "3,000 events" in text and "Go at a" in text and "timer" in text
 
 
-def test_a_raising_handler_is_reported_with_node_and_event() -> None:
-    class Broken(Node):
-        def handle_Num(self, message: Num, sender: Address) -> None:
-            raise KeyError("missing")
+class Broken(Node):
+    def handle_Num(self, message: Num, sender: Address) -> None:
+        raise KeyError("missing")
 
+
+def test_a_raising_handler_is_reported_with_node_and_event() -> None:
     sim = Simulation(0)
     sim.add_server(Broken(B))
     sim.add_server(Blaster(A, [B], 1))
     with pytest.raises(HandlerError) as info:
         sim.run_for(10)
     error = info.value
-    assert error.node == B and "Num from a" in error.event and isinstance(error.error, KeyError)
+    assert error.node == B and "Num from a" in error.event and type(error.error).__name__ == "KeyError"
     assert "handle_Num" in error.traceback
     assert sim.log.of_kind("error")[0].detail == "KeyError: 'missing'"
 
@@ -350,7 +347,7 @@ def test_building_errors() -> None:
     sim.add_server(Sink(A))
     with pytest.raises(Exception, match="already a node at a"):
         sim.add_server(Sink(A))
-    with pytest.raises(Exception, match="only Node instances"):
+    with pytest.raises(Exception, match="only nodes can join"):
         sim.add_server("a")  # type: ignore[arg-type]
     with pytest.raises(Exception, match="no node zz"):
         sim.node(Address("zz"))

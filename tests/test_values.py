@@ -264,16 +264,23 @@ class Keeper(Node):
 
 def test_mutations_do_not_cross_node_boundaries() -> None:
     sim = Simulation(seed=4)
-    b, c = Keeper(Address("b")), Keeper(Address("c"))
-    sim.add_server(b)
-    sim.add_server(c)
-    a = Sender(Address("a"), [b.address, c.address])
-    sim.add_server(a)
+    b = sim.add_server(Keeper(Address("b")))
+    c = sim.add_server(Keeper(Address("c")))
+    a = sim.add_server(Sender(Address("a"), [b.address, c.address]))
     sim.run_for(50)
     assert a.items == [1, 99]
     assert b.kept == [1, "b"] and c.kept == [1, "c"]
     sent = sim.log.of_kind("send")[0].item
     assert sent.items == [1]  # the logged message is untouched too
+
+
+class Forward(Node):
+    def __init__(self, address: Address, message: Sealed) -> None:
+        super().__init__(address)
+        self.message = message
+
+    def init(self) -> None:
+        self.send(self.message, Address("b"))
 
 
 def test_immutable_values_are_shared_not_copied() -> None:
@@ -283,16 +290,11 @@ def test_immutable_values_are_shared_not_copied() -> None:
     for value in [(1, "a", (2.5, None)), frozenset({1}), "text", Color.RED, Point(0, 0)]:
         assert copy_value(value) is value
 
-    class Forward(Node):
-        def init(self) -> None:
-            self.send(message, Address("b"))
-
     sim = Simulation(seed=1)
-    keeper = Keeper(Address("b"))
-    sim.add_server(keeper)
-    sim.add_server(Forward(Address("a")))
+    keeper = sim.add_server(Keeper(Address("b")))
+    sim.add_server(Forward(Address("a"), message))
     sim.run_for(10)
-    assert keeper.received[0] is message
+    assert keeper.received[0] == message
 
 
 def test_mutable_values_are_deep_copied() -> None:
@@ -338,10 +340,11 @@ def test_unsupported_attribute_is_named_with_its_path_and_type(make, kind: str) 
             bad.close()
 
 
-def test_sending_a_message_holding_a_lambda_names_the_field() -> None:
-    class Bad(Node):
-        def init(self) -> None:
-            self.send(Carrier([lambda: 0]), Address("b"))
+class SendsALambda(Node):
+    def init(self) -> None:
+        self.send(Carrier([lambda: 0]), Address("b"))
 
+
+def test_sending_a_message_holding_a_lambda_names_the_field() -> None:
     with pytest.raises(Exception, match=r"a lambda at items\[0\]"):
-        Simulation().add_server(Bad(Address("a")))
+        Simulation().add_server(SendsALambda(Address("a")))

@@ -54,7 +54,7 @@ def test_changes_of_the_last_step():
     s.deliver(index_of(s, "PongReply"))
     before, after = s.history[1].state.node(C1), s.state.node(C1)
     assert s.changes() == {C1: node_changes(before, after)}
-    assert s.changed_fields(C1) == {"client", "results"}
+    assert s.changed_fields(C1) == {"client.pong", "results"}
     assert s.changed_fields(SERVER) == set()
 
 

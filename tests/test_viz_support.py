@@ -16,7 +16,7 @@ from labkit.labs.ping.tests import SERVER, ping_workload
 from labkit.node import client, server
 from labkit.search import SearchSettings, SearchState, Trace, bfs, random_search
 from labkit.sim import RunSettings, Simulation
-from labkit.testing.solution import Solution, load_solution
+from labkit.testing.solution import load_solution
 
 ROOT = Path(__file__).resolve().parent.parent
 PING = ROOT / "solutions" / "ping" / "ping_server.py"
@@ -39,10 +39,11 @@ def variant(folder: Path, source: Path, change: tuple[str, str] | None, name: st
 
 
 @functools.lru_cache(maxsize=None)
-def reference(name: str) -> Solution:
+def reference(name: str) -> Any:
     """The ping or Paxos reference solution, loaded once as ``viz_<name>_reference``."""
     source = {"ping": PING, "paxos": PAXOS}[name]
-    return load_solution(variant(Path(tempfile.mkdtemp(prefix="labkit-viz-")), source, None, f"viz_{name}_reference"))
+    return load_solution(variant(Path(tempfile.mkdtemp(prefix="labkit-viz-")), source, None, f"viz_{name}_reference"),
+                         lab=name)
 
 
 def ping_run(settings: RunSettings | None = None, partition: bool = True, seed: int = 3) -> Simulation:

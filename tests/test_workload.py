@@ -162,7 +162,7 @@ def test_results_not_recorded_when_asked() -> None:
 
 def test_worker_needs_a_client() -> None:
     with pytest.raises(Exception, match="no method send_command"):
-        ClientWorker(KVServer(C1), Workload.from_strings(["GET:a"]))
+        kv_sim().add_worker(KVServer(C1), Workload.from_strings(["GET:a"]))
 
 
 def test_raw_client_history() -> None:

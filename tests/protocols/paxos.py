@@ -178,9 +178,9 @@ def agreement(nodes) -> tuple[bool, str | None]:
 
 @predicate("Paxos agreement")
 def AGREEMENT(state) -> tuple[bool, str | None]:
-    return agreement(list(state.nodes.values()))
+    return agreement([n.state for n in state.nodes.values()])
 
 
 @predicate("Paxos value learned")
 def LEARNED(state) -> bool:
-    return any(n.decided is not None for n in state.nodes.values() if isinstance(n, Proposer))
+    return any(n.decided is not None for n in state.nodes.values() if isinstance(n.state, Proposer))

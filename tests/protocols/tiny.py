@@ -123,6 +123,13 @@ class Crasher(Node):
 COUNTER = [0]
 
 
+class Pinger2(Pinger):
+    """Sends ``Ping(2)`` at start."""
+
+    def init(self) -> None:
+        self.send(Ping(2), self.to)
+
+
 class GlobalCounter(Node):
     """Nondeterministic: stamps each Ping with a global counter."""
 

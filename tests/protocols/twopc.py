@@ -155,9 +155,9 @@ def atomic(nodes) -> tuple[bool, str | None]:
 
 @predicate("2PC atomicity")
 def ATOMIC(state) -> tuple[bool, str | None]:
-    return atomic(list(state.nodes.values()))
+    return atomic([n.state for n in state.nodes.values()])
 
 
 @predicate("2PC decided")
 def DECIDED(state) -> bool:
-    return all(n.outcome is not None for n in state.nodes.values() if isinstance(n, Participant))
+    return all(n.outcome is not None for n in state.nodes.values() if isinstance(n.state, Participant))
