@@ -223,7 +223,8 @@ class Session(RunHost):
         if self._closed:
             raise InfrastructureError("the session is closed")
         replies, out = worker.request(ops, payloads, steps=steps, doing=doing if callable(doing) else lambda: doing)
-        self._account(replies, out)
+        # What the checker's replays print was printed once already, by the step replayed.
+        self._account(replies, out, output=worker is not self.workers.get(CHECKER))
         self._requests += 1
         if self._requests % BUDGET_CHECK_EVERY == 0:
             self.check_budget()
@@ -236,13 +237,16 @@ class Session(RunHost):
             raise BudgetExceeded(f"the code under test used {used:.1f} s of CPU time, more than the {self.cpu_budget:g} s "
                                  "this test allows: handlers may be far too slow, or keep far more state than needed")
 
-    def _account(self, replies: list[dict[str, Any]], payloads: list[str]) -> None:
+    def _account(self, replies: list[dict[str, Any]], payloads: list[str], output: bool = True) -> None:
+        """Point tracebacks at the student's file; with ``output``, count and keep what was printed."""
         here = str(self.workdir) + os.sep
         for reply in replies:
             error = reply.get("error")
             if isinstance(error, dict) and self.solution_path is not None and isinstance(error.get("traceback"), str):
                 # Tracebacks name the student's own file, not the worker's copy of it.
                 error["traceback"] = error["traceback"].replace(here, str(self.solution_path.parent) + os.sep)
+            if not output:
+                continue
             printed = reply.get("printed")
             if type(printed) is int and printed > 0:
                 self.printed += printed

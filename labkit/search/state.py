@@ -109,11 +109,15 @@ def node_fp(node: Any) -> int:
     return node.fp
 
 
+FIRST_CHECKED = 16  # the first steps of every node are all replayed: hidden state shows early
+
+
 class System:
     """What the states of one search share: addresses, roles, the step cache and the workers.
 
-    ``check_every``: one step in this many (chosen by its fingerprint) is
-    replayed in the checker worker; 1 replays every step, 0 none.
+    ``check_every``: one step in this many (chosen by its fingerprint), and
+    each node's first FIRST_CHECKED steps, are replayed in the checker
+    worker; 1 replays every step, 0 none.
     """
 
     def __init__(self, addresses: Sequence[Address], servers: Sequence[Address], workers: Sequence[Address],
@@ -126,6 +130,7 @@ class System:
         self.session = session
         self.cache: dict[tuple[int, int, int], _Transition] = {}
         self.check_every = check_every
+        self._first_checks: dict[int, int] = {}
         self.steps_executed = 0
         self.root: SearchState | None = None  # the state the system was built for
         self._pool: Any = None
@@ -148,6 +153,19 @@ class System:
             self.prepare([(i, node, fp, event, event_fp, sender)])
             cached = self.cache[key]
         return cached
+
+    def _checked(self, key: tuple[int, int, int], node_index: int) -> bool:
+        """Whether a new step is replayed in the checker: each node's first FIRST_CHECKED steps, then
+        one in ``check_every`` (by fingerprint, so the same on any number of workers)."""
+        if self.check_every <= 0:
+            return False
+        if self.check_every == 1 or mix(hash(key)) % self.check_every == 0:
+            return True
+        done = self._first_checks.get(node_index, 0)
+        if done < FIRST_CHECKED:
+            self._first_checks[node_index] = done + 1
+            return True
+        return False
 
     def prepare(self, steps: Iterable[tuple[int, Any, int, WireValue, int, int]]) -> None:
         """Compute, in batches on the workers, every step of ``steps`` not cached yet."""
@@ -173,8 +191,7 @@ class System:
         if not requests:
             return
         self.steps_executed += len(requests)
-        check = [self.check_every == 1 or (self.check_every > 0 and mix(hash(k)) % self.check_every == 0)
-                 for k in keys]
+        check = [self._checked(k, wanted[k][0]) for k in keys]
         outcomes = self.pool.run(requests, check)
         for key, outcome, (i, node, event, sender) in zip(keys, outcomes, (wanted[k] for k in keys)):
             cache[key] = self._result(i, node, event, sender, outcome)

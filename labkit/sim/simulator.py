@@ -49,6 +49,7 @@ from labkit.wire import encode
 __all__ = ["Simulation", "HandlerError", "RunawayError", "SimulationError", "REPLAY_SHARE"]
 
 REPLAY_SHARE = 256
+FIRST_REPLAYED = 16  # every node's first events are all replayed: hidden state shows early
 """One event in this many (chosen by the seed) is replayed from its encoded state in a second worker."""
 MAX_GROUP = 256  # events sent to the worker in one request
 
@@ -117,6 +118,7 @@ class Simulation:
         settings: RunSettings | None = None,
         *,
         max_events: int = 5_000_000,
+        max_pending: int = 200_000,
         session: Any = None,
         replay_share: int = REPLAY_SHARE,
     ) -> None:
@@ -128,7 +130,9 @@ class Simulation:
         self.settings.on_change(self._log_setting)
         self.now = 0
         self.max_events = max_events
+        self.max_pending = max_pending
         self.events_handled = 0
+        self._replayed: dict[Address, int] = {}
         self.log = EventLog()
         self.nodes: dict[Address, Any] = {}
         self._servers: list[Address] = []
@@ -324,6 +328,8 @@ class Simulation:
                 return True
             if self.events_handled >= self.max_events:
                 raise RunawayError(self._runaway_text(f"handled {self.events_handled:,} events"))
+            if len(queue) > self.max_pending:
+                raise RunawayError(self._runaway_text(f"had {len(queue):,} messages and timers pending at once"))
         return False
 
     def _groupable(self, entry: tuple) -> bool:
@@ -409,7 +415,7 @@ class Simulation:
         for entry, node in decided:
             counter += 1
             items.append((node, "message" if entry[2] == _MESSAGE else "timer",
-                          entry[3] if entry[2] == _MESSAGE else None, entry[5], self._sampled(counter)))
+                          entry[3] if entry[2] == _MESSAGE else None, entry[5], self._sampled(counter, node.address)))
         outcomes = iter(self.session.events(items) if items else [])
         for entry in group:
             node = self._arrive(entry)
@@ -423,13 +429,23 @@ class Simulation:
             if self.events_handled >= self.max_events:
                 raise RunawayError(self._runaway_text(f"handled {self.events_handled:,} events"))
 
-    def _sampled(self, count: int) -> bool:
-        return self.replay_share > 0 and mix(hash((self.seed, count))) % self.replay_share == 0
+    def _sampled(self, count: int, address: Address) -> bool:
+        """Whether the ``count``-th event (at ``address``) is replayed in the checker: each node's
+        first FIRST_REPLAYED events, then one in ``replay_share``."""
+        if self.replay_share <= 0:
+            return False
+        if self.replay_share == 1 or mix(hash((self.seed, count))) % self.replay_share == 0:
+            return True
+        done = self._replayed.get(address, 0)
+        if done < FIRST_REPLAYED:
+            self._replayed[address] = done + 1
+            return True
+        return False
 
     def _handle(self, node: Any, event: Any, sender: Address | None) -> None:
         """Deliver one message (``sender`` given) or timer to ``node``, then apply its effects."""
         self.events_handled += 1
-        sample = self._sampled(self.events_handled)
+        sample = self._sampled(self.events_handled, node.address)
         self._call(node, lambda: self._describe_event(node.address, event, sender),
                    lambda: _deliver(node, event, sender, sample))
 

@@ -245,8 +245,10 @@ def _worker(argv: Sequence[str]) -> int:
 
         solution = Path(args.solution)
         try:
-            check_loads(solution, lab)
-        except SolutionError as error:
+            error, _ = check_loads(solution, lab)
+        except SolutionError as failed:
+            error = str(failed)
+        if error is not None:
             emit({"event": "error", "message": f"the solution does not load: {error}"})
             return 1
         for number in args.tests.split(","):

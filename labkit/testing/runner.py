@@ -95,7 +95,9 @@ class Report:
     def summary(self) -> str:
         total = self.total_points
         percent = f" ({100 * self.points / total:.0f}%)" if total else ""
-        return (
+        boxes = sorted({r.protections for r in self.results if r.protections})
+        boxed = "".join(f"Your code ran in a box ({text})\n" for text in boxes)
+        return boxed + (
             f"Tests passed: {self.passed}/{len(self.results)}\n"
             f"Points: {self.points:g}/{total:g}{percent}\n"
             f"Total time: {self.seconds:.1f}s\n" + ("ALL PASS" if self.all_passed else "FAIL")
@@ -336,15 +338,15 @@ def run_tests(
     label = _solution_label(solution)
     start = time.perf_counter()
     results: list[TestResult] = []
-    load_error = None
     try:
         path = solution_path(solution, the_lab.solution_module)
-        check_loads(path, the_lab)
+        load_error, protections = check_loads(path, the_lab)
     except SolutionError as error:
-        load_error = str(error)
+        load_error, protections = str(error), ""
+    if load_error is not None:
         out.write(f"Could not load your solution:\n{_indent(load_error)}\n\n")
         for spec in specs:
-            results.append(_not_run(spec, seed, "could not load your solution (see the error above)"))
+            results.append(_not_run(spec, seed, "could not load your solution (see the error above)", protections))
             print_result(results[-1], spec, out)
     else:
         for spec in specs:
@@ -372,13 +374,21 @@ def _solution_label(solution: str | Path | ModuleType | None) -> str | None:
     return str(solution)
 
 
-def check_loads(path: Path, lab: Lab) -> None:
-    """Raise SolutionError if the module at ``path`` does not import (checked in a worker)."""
+def check_loads(path: Path, lab: Lab) -> tuple[str | None, str]:
+    """Import the module at ``path`` in a worker: why it does not load (None if it does; an import
+    that kills the worker or garbles its answers included), and the protections the worker had."""
     with Session(solution=path, label=path.name, observers=lab.observers, queries=lab.queries) as session:
-        session.solution()
+        try:
+            session.solution()
+            error = None
+        except SolutionError as failed:
+            error = str(failed)
+        except WorkerFailure as failed:
+            error = f"importing {path.name} stopped the worker: {failed}"
+        return error, _protections(session)
 
 
-def _not_run(spec: TestSpec, seed: int | None, why: str) -> TestResult:
+def _not_run(spec: TestSpec, seed: int | None, why: str, protections: str = "") -> TestResult:
     return TestResult(
         lab=spec.lab,
         part=spec.part,
@@ -391,6 +401,7 @@ def _not_run(spec: TestSpec, seed: int | None, why: str) -> TestResult:
         seed=spec.default_seed if seed is None else seed,
         seconds=0.0,
         failure=why,
+        protections=protections,
     )
 
 

@@ -15,10 +15,15 @@ values referred to by index); the reply is ``{"replies": [...],
 
 from __future__ import annotations
 
+import collections
+import copy
 import dataclasses
+import enum
+import errno
 import importlib
 import io
 import json
+import os
 import sys
 import traceback
 from collections import OrderedDict
@@ -99,15 +104,28 @@ def _clip(text: str, limit: int) -> str:
     return text if len(text) <= limit else text[: limit - 20] + f"... ({len(text) - limit + 20:,} more characters)"
 
 
+_IMPORTLIB_DIR = os.path.dirname(importlib.__file__)
+
+
+def _refused_by_the_box(error: BaseException, message: str) -> bool:
+    """Whether ``error`` is the box's process limit refusing a new thread or process (fork fails with EAGAIN)."""
+    if isinstance(error, RuntimeError):
+        return "can't start new thread" in message
+    return isinstance(error, BlockingIOError) and error.errno == errno.EAGAIN
+
+
 def describe_error(error: BaseException) -> dict[str, Any]:
     """An exception as data: its type, a bounded message, and the student's frames."""
     frames = traceback.extract_tb(error.__traceback__)
-    theirs = [f for f in frames if not f.filename.startswith(_LABKIT_DIR)]
+    theirs = [f for f in frames if not f.filename.startswith((_LABKIT_DIR, _IMPORTLIB_DIR, "<frozen "))]
     shown = theirs or frames
     try:
         message = str(error)
     except BaseException:  # a student exception whose __str__ itself fails
         message = "(the exception's message could not be shown)"
+    if _refused_by_the_box(error, message):
+        message += (" (your code runs in a box where it cannot start threads or processes: "
+                    "do the work in the handler itself)")
     trace = ""
     if shown:
         heading = "Traceback (your code):\n" if theirs else "Traceback (most recent call last):\n"
@@ -188,6 +206,41 @@ def _missing_client_method(node: Node) -> dict[str, Any] | None:
     return None
 
 
+_DATA_TYPES = (dict, list, set, frozenset, tuple, bytearray, bytes, str, int, float, complex, bool, type(None),
+               collections.deque, collections.Counter, collections.defaultdict, collections.OrderedDict)
+
+
+class ModuleData:
+    """The data a module keeps outside its nodes (module globals and class attributes that are plain
+    values), copied as it was after the import, so that a step replayed in the checker starts from
+    a module that has seen nothing: a handler that keeps state there gives a different outcome."""
+
+    def __init__(self, module: Any) -> None:
+        self.saved: list[tuple[Any, str, Any]] = []
+        if module is None:
+            return
+        owners: list[Any] = [module]
+        for value in vars(module).values():
+            if isinstance(value, type) and value.__module__ == module.__name__ and not issubclass(value, enum.Enum):
+                owners.append(value)
+        for owner in owners:
+            for name, value in list(vars(owner).items()):
+                if name.startswith("__") or type(value) not in _DATA_TYPES:
+                    continue
+                try:
+                    self.saved.append((owner, name, copy.deepcopy(value)))
+                except Exception:  # a value that cannot be copied is left as it is
+                    continue
+
+    def restore(self) -> None:
+        """Put every saved value back, as a fresh copy."""
+        for owner, name, value in self.saved:
+            try:
+                setattr(owner, name, copy.deepcopy(value))
+            except Exception:  # a read-only attribute: leave it
+                continue
+
+
 class Host:
     """Serves the judge's requests until told to stop or the channel closes."""
 
@@ -198,6 +251,7 @@ class Host:
         self.decoder = LiveDecoder()
         self.items = ValueCache(self.decoder)
         self.solution: Any = None
+        self.pristine = ModuleData(None)
         self.observers: dict[str, Callable[..., None]] = {"client": observe_client}
         self.output = _Output()
         self.reported: set[type] = set()
@@ -255,6 +309,7 @@ class Host:
                 return {"error": describe_error(error)}
             if name == solution:
                 self.solution = module
+                self.pristine = ModuleData(module)
         names: dict[str, str] = {}
         if self.solution is not None:
             for key, value in vars(self.solution).items():
@@ -425,6 +480,8 @@ class Host:
         return node
 
     def _searched(self, fp: int, text: str, fresh: bool) -> Node:
+        if fresh:
+            self.pristine.restore()
         node = None if fresh else self.cache.get(fp)
         if node is None:
             node = self._decode_node(text)
