@@ -26,8 +26,11 @@ KERNELSPEC = {"name": "python3", "display_name": "Python 3 (ipykernel)", "langua
 
 SETUP = """\
 %matplotlib inline
-from labkit.testing import check_test
+from labkit.testing import check_test, test_summary
 from labkit.viz.timeline import plot_timeline"""
+
+
+SUMMARY_ID = "summary"  # the closing cell; the judge fills it in the feedback (labkit.course.grading)
 
 
 def _meta(grade_id: str, *, grade: bool = False, points: float | None = None) -> dict:
@@ -43,6 +46,7 @@ class Builder:
     def __init__(self) -> None:
         self.cells: list = []
         self.counts: dict[str, int] = {}
+        self.tested: list[tuple[str, str]] = []
 
     def _id(self, kind: str) -> str:
         self.counts[kind] = self.counts.get(kind, 0) + 1
@@ -72,11 +76,28 @@ class Builder:
         else:
             source = (f"# Test {spec.qualified_number}: {spec.name} ({spec.points:g} points)\n"
                       f'check_test("{lab}", "{spec.qualified_number}", solution="{solution}");')
-        cell = new_code_cell(source, metadata=_meta(grade_id, grade=True, points=spec.points))
+        # A failing test raises on purpose; the tag lets Run All go on to the next test.
+        cell = new_code_cell(source, metadata={**_meta(grade_id, grade=True, points=spec.points),
+                                               "tags": ["raises-exception"]})
         cell.id = grade_id
+        self.cells.append(cell)
+        if not spec.hidden:  # students' labkit does not know the hidden tests; the judge fills them in
+            self.tested.append((lab, spec.qualified_number))
+
+    def summary(self) -> None:
+        """The closing cell: every test above with its latest result and points, and the total."""
+        if not self.tested:
+            return
+        lab = self.tested[0][0]
+        numbers = ", ".join(f'"{number}"' for _, number in self.tested)
+        self.md("## Your results\n\nRe-run this cell after the tests above for the table of this notebook's "
+                "tests and points. In your graded feedback it shows the graded results, hidden tests included.")
+        cell = new_code_cell(f'test_summary("{lab}", [{numbers}])', metadata=_meta(SUMMARY_ID))
+        cell.id = SUMMARY_ID
         self.cells.append(cell)
 
     def notebook(self):
+        self.summary()
         nb = new_notebook(cells=self.cells, metadata={"kernelspec": KERNELSPEC, "language_info": {"name": "python"}})
         nbformat.validate(nb)
         return nb
@@ -625,7 +646,7 @@ from dataclasses import dataclass
 from labkit import Address, Message, Node, Timer
 from labkit.sim import Simulation
 from labkit.sim.settings import RunSettings
-from labkit.testing import check_test
+from labkit.testing import check_test, test_summary
 from labkit.viz.timeline import plot_timeline""")
     b.md("""\
 ## Nodes, messages and timers

@@ -246,6 +246,16 @@ def test_paxos_without_batching_gets_partial_marks_with_feedback(env: Path, tmp_
     assert "TEST 4.28: Many clients: requests batched" in html and "FAIL" in html
     assert "batch waiting requests into one slot" in html
     assert re.search(r'<img[^>]*src="data:image/png;base64,', html)
+    graded_notebook = autograded(course, "no-batching", "paxos", "4_batching.ipynb")
+    summary = cell_text(graded_notebook, "summary")
+    assert "Graded results:" in summary and "Total: 5 of 20 points" in summary, summary
+    assert re.search(r"4\.101\s+\(hidden test\)\s+FAIL\s+0/5", summary), summary
+    hidden = cell_text(graded_notebook, "test-4-101")
+    assert "Hidden test 4.101 (5 points): failed." in hidden
+    for secret in ("seed", "replay", "trace", "labkit test", "Traceback"):
+        assert secret not in hidden, secret
+    feedback_files = [p.name for p in (course.root / "feedback" / "no-batching").rglob("*") if p.is_file()]
+    assert feedback_files == ["4_batching.html"], feedback_files
     assert "paxos_hidden" not in (course.root / "release" / "paxos" / "4_batching.ipynb").read_text()
     (again,) = course.autograde("paxos", ["no-batching"], hidden_tests=tmp_path / "grader_tests")
     assert again.ok and course.scores("paxos")["no-batching"] == first

@@ -15,7 +15,7 @@ from conftest import NO_RETRY_FAILS, PING_NUMBERS, PING_SOLUTION, ROOT, verdicts
 
 from labkit.node import Address
 from labkit.sim import Simulation
-from labkit.testing import Lab, LabError, TestContext, check_test, run_tests
+from labkit.testing import Lab, LabError, TestContext, check_test, run_tests, test_summary
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE
 
 
@@ -203,6 +203,17 @@ def test_unknown_lab() -> None:
 def verdicts_from_python(solution: Path) -> dict[str, bool]:
     report = run_tests("ping", solution=solution, out=io.StringIO())
     return {r.number: r.passed for r in report.results}
+
+
+def test_summary_lists_the_latest_result_of_each_test_and_the_total(capsys: pytest.CaptureFixture[str]) -> None:
+    check_test("ping", "1.1", solution=PING_SOLUTION)
+    capsys.readouterr()
+    test_summary("ping", ["1.1", "1.2"])
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].split() == ["test", "name", "result", "points"]
+    assert lines[2].startswith("1.1 ") and lines[2].split()[-2:] == ["PASS", "5/5"]
+    assert lines[3].startswith("1.2 ") and "not run yet" in lines[3] and lines[3].endswith("-/5")
+    assert lines[-1] == "Total: 5 of 10 points"
 
 
 def verdicts_from_check_test(solution: Path, capsys: pytest.CaptureFixture[str]) -> dict[str, bool]:

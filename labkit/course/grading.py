@@ -24,6 +24,7 @@ from typing import Any, Iterable
 import nbformat
 
 from labkit.node import LabkitError
+from labkit.testing.calls import summary_table
 from labkit.testing.declare import TestSpec
 from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, run_one
 
@@ -167,6 +168,16 @@ def _picture(result: TestResult) -> dict[str, Any] | None:
     return nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(buffer.getvalue()).decode()})
 
 
+SUMMARY_ID = "summary"  # the grade id of a notebook's closing results cell
+
+
+def _summary(graded: list[GradedCell], results: dict[tuple[str, str], TestResult]) -> str:
+    """The graded results of one notebook's tests, hidden ones included, as a table."""
+    lab = graded[0].lab
+    numbers = [c.number for c in graded]
+    return "Graded results:\n" + summary_table(lab, numbers, {c.number: results.get((c.lab, c.number)) for c in graded})
+
+
 def fill_feedback(folder: Path, cells: Iterable[GradedCell], results: dict[tuple[str, str], TestResult],
                   hidden_numbers: set[tuple[str, str]]) -> None:
     """Put the judge's result (and, for a public failure, its picture) into each graded cell of the
@@ -182,6 +193,9 @@ def fill_feedback(folder: Path, cells: Iterable[GradedCell], results: dict[tuple
         wanted = {c.grade_id: c for c in graded}
         for cell in nb.cells:
             grade_id = cell.get("metadata", {}).get("nbgrader", {}).get("grade_id")
+            if grade_id == SUMMARY_ID and cell.cell_type == "code":
+                cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=_summary(graded, results) + "\n")]
+                continue
             graded_cell = wanted.get(grade_id)
             if graded_cell is None or cell.cell_type != "code":
                 continue

@@ -286,12 +286,14 @@ class Course:
             shutil.copyfile(path, target / path.name)
 
     def feedback(self, assignment: str, students: Sequence[str] | None = None) -> None:
-        args = ["generate_feedback", assignment, "--force"]
-        for student in students or []:
-            args += ["--student", student]
-        result = self.run(args, quiet=True)
-        if result.returncode != 0:
-            raise CourseError(f"nbgrader generate_feedback failed:\n{result.stdout[-3000:]}")
+        """Write feedback pages for ``students`` (every graded student if None); nbgrader takes
+        one student per run, so each named student is a run of its own."""
+        for student in students or [None]:
+            args = ["generate_feedback", assignment, "--force"] + (["--student", student] if student else [])
+            result = self.run(args, quiet=True)
+            if result.returncode != 0:
+                who = f" for {student}" if student else ""
+                raise CourseError(f"nbgrader generate_feedback failed{who}:\n{result.stdout[-3000:]}")
 
     def export(self, to: Path) -> Path:
         result = self.run(["export", f"--to={to.resolve()}"], quiet=True)

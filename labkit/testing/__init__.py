@@ -1,6 +1,6 @@
 """Declaring, running and reporting a lab's tests (CLI, notebook calls, pytest)."""
 
-from labkit.testing.calls import check_test, pytest_cases
+from labkit.testing.calls import check_test, pytest_cases, test_summary
 from labkit.testing.context import TestContext, TestFailure, fail
 from labkit.testing.declare import RUN, SEARCH, UNRELIABLE, Lab, LabError, TestSpec
 from labkit.testing.runner import Report, TestResult, get_lab, run_tests
@@ -18,6 +18,7 @@ __all__ = [
     "UNRELIABLE",
     "run_tests",
     "check_test",
+    "test_summary",
     "pytest_cases",
     "get_lab",
     "Report",

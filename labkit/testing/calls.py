@@ -16,7 +16,9 @@ from labkit.testing.solution import solution_path
 GRADING = "LABKIT_GRADING"
 """Set in the notebook kernels that nbgrader runs while grading: tests are then run by the judge, not there."""
 
-__all__ = ["check_test", "pytest_cases"]
+__all__ = ["check_test", "pytest_cases", "test_summary", "summary_table"]
+
+_LATEST: dict[tuple[str, str], TestResult] = {}  # this kernel's latest result of each test
 
 
 def check_test(
@@ -39,11 +41,52 @@ def check_test(
     the_lab = get_lab(lab)
     (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
     result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab)
+    _LATEST[(the_lab.name, spec.qualified_number)] = result
     print_result(result, spec, sys.stdout)
     if not result.passed:
         show_failure_picture(result)
         fail(f"{spec.header} failed:\n{result.failure}\n(seed {result.seed})")
     return result
+
+
+def summary_table(lab: str | Lab, numbers: list[str], results: dict[str, TestResult | None],
+                  hidden_note: str = "runs when graded") -> str:
+    """A plain-text table: each test's number, name, verdict and points, then the total."""
+    the_lab = get_lab(lab)
+    specs = {s.qualified_number: s for s in the_lab.tests}
+    rows = []
+    earned = available = 0.0
+    for number in numbers:
+        spec = specs.get(number)
+        name = spec.name if spec is not None and not spec.hidden else "(hidden test)"
+        points = spec.points if spec is not None else 0.0
+        result = results.get(number)
+        if result is None:
+            verdict, got = (hidden_note if spec is not None and spec.hidden else "not run yet"), "-"
+        else:
+            verdict, got = ("PASS" if result.passed else "FAIL"), f"{result.points_earned:g}"
+            earned += result.points_earned
+        available += points
+        rows.append((number, name[:60], verdict, f"{got}/{points:g}"))
+    widths = [max([len(h)] + [len(r[i]) for r in rows]) for i, h in enumerate(("test", "name", "result", "points"))]
+    line = lambda cells: "  ".join(c.ljust(w) for c, w in zip(cells, widths)).rstrip()  # noqa: E731
+    out = [line(("test", "name", "result", "points")), line(tuple("-" * w for w in widths))]
+    out += [line(r) for r in rows]
+    out.append(f"Total: {earned:g} of {available:g} points")
+    return "\n".join(out)
+
+
+def test_summary(lab: str | Lab, numbers: list[str]) -> None:
+    """Print the tests of this notebook with the latest result of each run in this session, and the total.
+    While nbgrader grades the notebook, the judge fills this cell with the graded results instead."""
+    the_lab = get_lab(lab)
+    if os.environ.get(GRADING):
+        print("Your results, hidden tests included, appear here in your feedback.")
+        return
+    print(summary_table(the_lab, numbers, {n: _LATEST.get((the_lab.name, n)) for n in numbers}))
+
+
+test_summary.__test__ = False  # type: ignore[attr-defined]  (a notebook call, not a pytest test)
 
 
 def show_failure_picture(result: TestResult) -> None:
