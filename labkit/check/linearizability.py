@@ -991,7 +991,8 @@ def _minimal_conflict(
     It works on the operations called by ``horizon`` if they already fail, with
     those still running then made open-ended (they may or may not have taken
     effect by then, and their results are forgotten): a conflict there is one in
-    the whole history. It tries the culprit's result alone, then adds the
+    the whole history. If they do not, it tries twice as many operations, up to
+    the whole partition. It tries the culprit's result alone, then adds the
     ``suspects`` (results the search found impossible somewhere) one by one
     until the kept results fail, and drops those not needed; if the suspects
     are not enough, it shrinks all results with QuickXplain. Returns None if
@@ -1015,8 +1016,10 @@ def _minimal_conflict(
     if kept and shrinker.fails(frozenset(kept[:1])):
         return [ops[kept[0]]]
     if ops is not part and shrinker.fails(frozenset(results)) is not True:
-        # The failure needs later operations: shrink over the whole partition.
-        return _minimal_conflict(part, model, None, culprit, suspects)
+        # The failure needs later operations: twice as many (or all of them).
+        calls = sorted(op.call for op in part)
+        wider = 2 * len(ops)
+        return _minimal_conflict(part, model, calls[wider] if wider < len(calls) else None, culprit, suspects)
     trial: list[int] = []
     for j in kept:
         trial.append(j)
