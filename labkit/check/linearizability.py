@@ -16,7 +16,8 @@ because a wrong "not linearizable" costs a correct student points.
 
 * **A partition without overlaps is replayed.** If each operation returned
   before the next was called, the only order that respects real time is the
-  order of the calls.
+  order of the calls. With several partitions these are replayed before any
+  search starts; one that fails is the verdict, whatever the others hold.
 * **Identical operations go in real-time order.** Let j and i have the same
   input and output (the very same objects), with ``call_j <= call_i`` and ``ret_j <= ret_i``. In any
   valid order with i before j, swapping the two gives a valid order: the
@@ -253,6 +254,7 @@ class LinearizabilityResult:
 
 def _by_call(op: Operation) -> float:
     return op.call
+
 
 
 class _Search:
@@ -752,15 +754,37 @@ def check(
         if None in [op.index for op in ops]:
             ops = [op if op.index is not None else _with_index(op, pos) for pos, op in enumerate(ops)]
         parts = _partitions(ops, model)
-        searches = [_Search(part, model) for _, part in parts]
+        # With several partitions, the sequential ones are replayed first: a
+        # _Search costs more to set up than such a partition costs to check.
+        replayed: dict[int, list[Any]] = {}
+        for pos, (_, part) in enumerate(parts if len(parts) > 1 else ()):
+            after = _replay_sequential(part, model)
+            if after is None:
+                continue
+            if len(after) < len(part):
+                # Not linearizable: search it alone, for the explanation.
+                search = _Search(part, model)
+                _run_interleaved([search], None, None)
+                steps = len(after) + sum(len(states) for states in replayed.values())
+                return _explain_failure(search, part, model, parts[pos][0], True, steps, explain)
+            replayed[pos] = after
+        pending = [pos for pos in range(len(parts)) if pos not in replayed]
+        searches = [_Search(parts[pos][1], model) for pos in pending]
     except (AttributeError, TypeError, HistoryError):
         _validate(ops)  # names the malformed operation, if there is one
         raise
     verdict, bad, steps = _run_interleaved(searches, max_steps, time_limit)
+    steps += sum(len(states) for states in replayed.values())
     if verdict == LINEARIZABLE:
         order: list[Operation] = []
         states: list[Any] = []
-        for search in searches:
+        searched = dict(zip(pending, searches))
+        for pos, (_, part) in enumerate(parts):
+            if pos in replayed:
+                order.extend(part)
+                states.extend(replayed[pos])
+                continue
+            search = searched[pos]
             order.extend(search.ops[i] for i in search.witness)
             states.extend(search.witness_states())
         explanation = (
@@ -780,8 +804,30 @@ def check(
         )
         return LinearizabilityResult(verdict, model, ops, None, explanation, steps=steps)
     assert bad is not None
-    key = parts[bad][0]
-    return _explain_failure(searches[bad], parts[bad][1], model, key, model.partition is not None, steps, explain)
+    key, part = parts[pending[bad]]
+    return _explain_failure(searches[bad], part, model, key, model.partition is not None, steps, explain)
+
+
+def _replay_sequential(part: list[Operation], model: Model) -> list[Any] | None:
+    """None if operations of ``part`` overlap (or one returns before its call);
+    else each returned before the next was called, the only order that
+    respects real time is the list's, and this gives the state after each of
+    its operations up to the first illegal one (all of them if it is legal)."""
+    step = model.step
+    state = model.init()
+    after: list[Any] = []
+    legal = True
+    last = None
+    for op in part:
+        ret = op.ret
+        if ret is None or ret < op.call or (last is not None and not last < op.call):
+            return None
+        last = ret
+        if legal:
+            legal, state = step(state, op.input, op.output)
+            if legal:
+                after.append(state)
+    return after
 
 
 def _with_index(op: Operation, pos: int) -> Operation:
@@ -945,7 +991,8 @@ def _minimal_conflict(
     It works on the operations called by ``horizon`` if they already fail, with
     those still running then made open-ended (they may or may not have taken
     effect by then, and their results are forgotten): a conflict there is one in
-    the whole history. It tries the culprit's result alone, then adds the
+    the whole history. If they do not, it tries twice as many operations, up to
+    the whole partition. It tries the culprit's result alone, then adds the
     ``suspects`` (results the search found impossible somewhere) one by one
     until the kept results fail, and drops those not needed; if the suspects
     are not enough, it shrinks all results with QuickXplain. Returns None if
@@ -969,8 +1016,10 @@ def _minimal_conflict(
     if kept and shrinker.fails(frozenset(kept[:1])):
         return [ops[kept[0]]]
     if ops is not part and shrinker.fails(frozenset(results)) is not True:
-        # The failure needs later operations: shrink over the whole partition.
-        return _minimal_conflict(part, model, None, culprit, suspects)
+        # The failure needs later operations: twice as many (or all of them).
+        calls = sorted(op.call for op in part)
+        wider = 2 * len(ops)
+        return _minimal_conflict(part, model, calls[wider] if wider < len(calls) else None, culprit, suspects)
     trial: list[int] = []
     for j in kept:
         trial.append(j)
