@@ -203,6 +203,52 @@ class Outcome:
 _NO_ARGS = '["T"]'
 
 
+_PARSED: dict[str, dict[tuple[str, str], list[Any]]] = {}  # observation text -> its table (states share texts)
+_PARSED_LIMIT = 200_000
+_ARGUMENTS: dict[str, Any] = {}  # an encoded argument tuple -> the tuple (None if unreadable)
+
+
+def _parsed_observations(text: str) -> dict[tuple[str, str], list[Any]]:
+    """The table of one observation text: ``(method, arguments) -> [answer, error, decoded answer]``.
+    Tables are shared by every state whose node answered the same; answers decode on first use."""
+    table = _PARSED.get(text)
+    if table is not None:
+        return table
+    try:
+        entries = json.loads(text)
+    except (ValueError, RecursionError):
+        raise StudentError("the worker's observations are malformed") from None
+    if not isinstance(entries, list):
+        raise StudentError("the worker's observations are malformed")
+    table = {}
+    for entry in entries:
+        if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[0], str)
+                or not isinstance(entry[1], str)):
+            raise StudentError("the worker's observations are malformed")
+        method, key, value, error = entry
+        table[(method, key)] = [value, error if isinstance(error, dict) else None, _UNDECODED]
+    if len(_PARSED) >= _PARSED_LIMIT:
+        _PARSED.clear()
+    _PARSED[text] = table
+    return table
+
+
+def _arguments(key: str) -> Any:
+    """The argument tuple an observation key encodes (None if it cannot be read)."""
+    try:
+        return _ARGUMENTS[key]
+    except KeyError:
+        pass
+    try:
+        args = decode_parsed(json.loads(key))
+    except (ValueError, WireError, RecursionError):
+        args = None
+    if len(_ARGUMENTS) >= _PARSED_LIMIT:
+        _ARGUMENTS.clear()
+    _ARGUMENTS[key] = args
+    return args
+
+
 class Observations:
     """What a node's query methods answered, as the worker sent them (one JSON array),
     read when first asked; each answer decoded when first used."""
@@ -219,18 +265,7 @@ class Observations:
         if table is None:
             table = {}
             for text in self._texts:
-                try:
-                    entries = json.loads(text)
-                except (ValueError, RecursionError):
-                    raise StudentError("the worker's observations are malformed") from None
-                if not isinstance(entries, list):
-                    raise StudentError("the worker's observations are malformed")
-                for entry in entries:
-                    if (not isinstance(entry, list) or len(entry) != 4 or not isinstance(entry[0], str)
-                            or not isinstance(entry[1], str)):
-                        raise StudentError("the worker's observations are malformed")
-                    method, key, value, error = entry
-                    table[(method, key)] = [value, error if isinstance(error, dict) else None, _UNDECODED]
+                table.update(_parsed_observations(text))
             self._missing = frozenset(m for (m, _), e in table.items() if e[1] is not None and e[1].get("missing"))
             self._table = table
         return table
@@ -250,10 +285,7 @@ class Observations:
         for (m, key), entry in self._entries().items():
             if m != method or entry[1] is not None:
                 continue
-            try:
-                args = decode_parsed(json.loads(key))
-            except (ValueError, WireError):
-                continue
+            args = _arguments(key)
             if type(args) is tuple:
                 found[args] = self.find(method, key)[0]  # type: ignore[index]
         return found

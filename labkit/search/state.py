@@ -112,6 +112,22 @@ def node_fp(node: Any) -> int:
 FIRST_CHECKED = 16  # the first steps of every node are all replayed: hidden state shows early
 
 
+def _fireable(queue: tuple) -> tuple[int, ...]:
+    """The positions of a timer queue's entries that may fire: DSLabs's queue rule (a timer may
+    fire before an earlier-set one only if its longest wait is shorter than the other's shortest),
+    and only the first of equal timers."""
+    positions: list[int] = []
+    bound = None
+    seen: set[int] = set()
+    for pos, entry in enumerate(queue):
+        if (bound is None or bound > entry[1]) and entry[3] not in seen:
+            positions.append(pos)
+        seen.add(entry[3])
+        if bound is None or entry[2] < bound:
+            bound = entry[2]
+    return tuple(positions)
+
+
 class System:
     """What the states of one search share: addresses, roles, the step cache and the workers.
 
@@ -291,7 +307,7 @@ class SearchState:
     """One state of the system under search. Immutable once built."""
 
     __slots__ = ("system", "node_list", "node_fps", "envs", "env_fps", "net_fp", "dropped", "dropped_fps",
-                 "dropped_fp", "queues", "queue_fps", "fp", "depth", "failure", "origin")
+                 "dropped_fp", "queues", "queue_fps", "fireable", "fp", "depth", "failure", "origin")
 
     # ---- construction -----------------------------------------------------------
 
@@ -422,6 +438,7 @@ class SearchState:
         state.dropped_fp = sum(state.dropped_fps) & _MASK
         state.queues = tuple(queues)
         state.queue_fps = tuple(hash(tuple(e[3] for e in q)) for q in queues)
+        state.fireable = tuple(_fireable(q) for q in state.queues)
         state.fp = state._fingerprint()
         system.root = state
         return state
@@ -443,6 +460,7 @@ class SearchState:
         new.dropped_fp = self.dropped_fp
         new.queues = self.queues
         new.queue_fps = self.queue_fps
+        new.fireable = self.fireable
         new.depth = self.depth
         new.failure = None
         new.origin = self.origin
@@ -464,19 +482,12 @@ class SearchState:
         return [(0, k) for k in range(first, len(envs)) if can[envs[k][0]][envs[k][1]]]
 
     def timer_events(self, timers_on: tuple[bool, ...]) -> list[tuple]:
-        """The timers that may fire here (the queue rule; equal timers once)."""
+        """The timers that may fire here (the queue rule; equal timers once), kept per node and
+        recomputed only for the node whose queue a step changed."""
         out: list[tuple] = []
-        for i, queue in enumerate(self.queues):
-            if not queue or not timers_on[i]:
-                continue
-            bound = None
-            seen: set[int] = set()
-            for pos, entry in enumerate(queue):
-                if (bound is None or bound > entry[1]) and entry[3] not in seen:
-                    out.append((1, i, pos))
-                seen.add(entry[3])
-                if bound is None or entry[2] < bound:
-                    bound = entry[2]
+        for i, positions in enumerate(self.fireable):
+            if positions and timers_on[i]:
+                out.extend([(1, i, pos) for pos in positions])
         return out
 
     def step_inputs(self, event: tuple) -> tuple[int, Any, int, WireValue, int, int]:
@@ -527,7 +538,9 @@ class SearchState:
             new.envs = self.envs + tuple(new_envs)
             new.env_fps = self.env_fps | {e[4] for e in new_envs}
             new.net_fp = net_fp
-        new.queues = self.queues[:i] + (queue,) + self.queues[i + 1:]
+        if queue is not self.queues[i]:
+            new.queues = self.queues[:i] + (queue,) + self.queues[i + 1:]
+            new.fireable = self.fireable[:i] + (_fireable(queue),) + self.fireable[i + 1:]
         new.queue_fps = queue_fps
         new.depth = self.depth + 1
         new.failure = t.failure
