@@ -8,7 +8,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, Callable
 
-from labkit.testing.context import fail
+from labkit.testing.context import TestFailure
 from labkit.testing.declare import Lab
 from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, run_one
 from labkit.testing.solution import solution_path
@@ -37,7 +37,8 @@ def check_test(
     will be: the judge grades the module and fills the cell in the feedback."""
     __tracebackhide__ = True
     if os.environ.get(GRADING):  # the judge grades the module; its verdict replaces this cell's output
-        fail(f"Test {number} is graded by labkit's judge, outside this notebook; its result appears here in your feedback.")
+        message = f"Test {number} is graded by labkit's judge, outside this notebook; its result appears here in your feedback."
+        raise NotebookTestFailure(message, message)
     the_lab = get_lab(lab)
     (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
     result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab)
@@ -45,8 +46,22 @@ def check_test(
     print_result(result, spec, sys.stdout)
     if not result.passed:
         show_failure_picture(result)
-        fail(f"{spec.header} failed:\n{result.failure}\n(seed {result.seed})")
+        raise NotebookTestFailure(f"{spec.header} failed:\n{result.failure}\n(seed {result.seed})",
+                                  f"{spec.header} failed: the explanation is printed above.")
     return result
+
+
+class NotebookTestFailure(TestFailure):
+    """A failed ``check_test``: the message has the whole explanation (for pytest and scripts); in
+    a notebook, where the explanation is already printed above, IPython shows only ``headline``
+    instead of a traceback through labkit's own code."""
+
+    def __init__(self, message: str, headline: str) -> None:
+        super().__init__(message)
+        self.headline = headline
+
+    def _render_traceback_(self) -> list[str]:
+        return [self.headline]
 
 
 def summary_table(lab: str | Lab, numbers: list[str], results: dict[str, TestResult | None],
