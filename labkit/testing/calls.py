@@ -10,7 +10,7 @@ from typing import Any, Callable
 
 from labkit.testing.context import TestFailure
 from labkit.testing.declare import Lab
-from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, run_one
+from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, print_start, run_one
 from labkit.testing.solution import solution_path
 
 GRADING = "LABKIT_GRADING"
@@ -41,9 +41,10 @@ def check_test(
         raise NotebookTestFailure(message, message)
     the_lab = get_lab(lab)
     (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
+    print_start(spec, sys.stdout)
     result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab)
     _LATEST[(the_lab.name, spec.qualified_number)] = result
-    print_result(result, spec, sys.stdout)
+    print_result(result, spec, sys.stdout, started=True)
     if not result.passed:
         show_failure_picture(result)
         raise NotebookTestFailure(f"{spec.header} failed:\n{result.failure}\n(seed {result.seed})",

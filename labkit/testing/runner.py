@@ -287,9 +287,17 @@ def _indent(text: str, prefix: str = "    ") -> str:
     return "\n".join(prefix + line if line else line for line in text.splitlines())
 
 
-def print_result(result: TestResult, spec: TestSpec, out: TextIO) -> None:
+def print_start(spec: TestSpec, out: TextIO) -> None:
+    """The start of a test's result line, shown while the test runs (a long search shows what runs)."""
+    out.write(f"{spec.header} ...")
+    out.flush()
+
+
+def print_result(result: TestResult, spec: TestSpec, out: TextIO, started: bool = False) -> None:
+    """The test's result line (its end only, if :func:`print_start` wrote the start), then its notes,
+    and for a failure the explanation, what was printed, the seed and the replay command."""
     verdict = "PASS" if result.passed else "FAIL"
-    out.write(f"{spec.header} ... {verdict} ({result.seconds:.1f}s)\n")
+    out.write(("" if started else f"{spec.header} ...") + f" {verdict} ({result.seconds:.1f}s)\n")
     for note in result.notes:
         out.write(_indent(note) + "\n")
     if not result.passed:
@@ -350,6 +358,7 @@ def run_tests(
             print_result(results[-1], spec, out)
     else:
         for spec in specs:
+            print_start(spec, out)
             result = run_one(spec, path, seed, label, Path(save_dir) if save_dir else None,
                              checks=checks, progress=progress, lab=the_lab)
             if timeline is not None and result.evidence is not None:
@@ -357,7 +366,7 @@ def run_tests(
                 timeline = None
             result.evidence = None  # keep only what is needed: runs can be large
             results.append(result)
-            print_result(result, spec, out)
+            print_result(result, spec, out, started=True)
     report = Report(the_lab.name, label, results, time.perf_counter() - start, load_error)
     out.write("\n" + report.summary() + "\n")
     out.flush()
