@@ -1,4 +1,4 @@
-"""Grading on a machine whose every core is kept busy gives the same full marks (slow tier).
+"""Grading on a machine whose every core is kept busy gives the same full marks (slow and heavy tiers).
 
 No real-time limit decides a verdict, so CPU hogs on every core only make
 grading slower. The Paxos reference runs its heaviest run tests and a search
@@ -41,6 +41,7 @@ def hogs() -> Iterator[int]:
             hog.wait()
 
 
+@pytest.mark.heavy
 def test_paxos_reference_keeps_full_marks_with_every_core_busy(hogs: int, tmp_path: Path) -> None:
     results = tmp_path / "results.json"
     done = subprocess.run([str(LABKIT), "test", "paxos", "-n", ",".join(HEAVY), "--solution", str(PAXOS_REFERENCE),

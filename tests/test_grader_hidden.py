@@ -86,7 +86,7 @@ def test_reference_passes_every_hidden_search_test(hidden):
     assert max(r.seconds for r in report.results) < 120
 
 
-@pytest.mark.slow  # every run test of the lab on a variant
+@pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_garbage_collection_only_hidden_part_3_fails(hidden, tmp_path):
     path = variant(tmp_path, "        if slot <= self.cleared_through:\n            return\n        for old",
                    "        if True:  # garbage collection left out\n            return\n        for old")
@@ -95,7 +95,7 @@ def test_without_garbage_collection_only_hidden_part_3_fails(hidden, tmp_path):
     assert {r.number for r in report.results if not r.passed} == {"3.101", "3.102", "3.103"}
 
 
-@pytest.mark.slow  # every run test of the lab on a variant
+@pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_batching_only_hidden_part_4_fails(hidden, tmp_path):
     path = variant(tmp_path, "BATCH_WINDOW = 8 ", "BATCH_WINDOW = 10**9 ")
     report = run_tests("paxos", numbers=hidden_numbers(search=False), solution=path, include_hidden=True,

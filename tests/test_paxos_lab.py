@@ -81,7 +81,7 @@ def test_query_method_that_raises_is_named(tmp_path):
     assert "last_non_empty" in failure and "RuntimeError" in failure
 
 
-@pytest.mark.slow  # every run test of the lab on a variant
+@pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_garbage_collection_only_part_3_fails(tmp_path):
     path = variant(tmp_path, "        if slot <= self.cleared_through:\n            return\n        for old",
                    "        if True:  # garbage collection left out\n            return\n        for old")
@@ -90,7 +90,7 @@ def test_without_garbage_collection_only_part_3_fails(tmp_path):
     assert failed == {"3.11"}
 
 
-@pytest.mark.slow  # every run test of the lab on a variant
+@pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_batching_only_part_4_fails(tmp_path):
     path = variant(tmp_path, "BATCH_WINDOW = 8 ", "BATCH_WINDOW = 10**9 ")
     report, _ = run_quietly(path, exclude_categories=(SEARCH,))
