@@ -41,6 +41,14 @@ def _test_command(args: argparse.Namespace) -> int:
     from labkit.testing.runner import run_tests
 
     exclude = tuple(c for c, off in ((RUN, args.no_run), (SEARCH, args.no_search)) if off)
+    if args.seeds is not None:
+        from labkit.testing.runner import run_seeds
+
+        if args.seeds < 1:
+            raise LabkitError("--seeds takes a number of seeds, at least 1")
+        failing = run_seeds(args.lab, args.seeds, parts=args.part, numbers=args.number, solution=args.solution,
+                            include_hidden=args.hidden)
+        return 1 if any(failing.values()) else 0
     report = run_tests(
         args.lab,
         parts=args.part,
@@ -118,6 +126,8 @@ def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     test.add_argument("-p", "--part", type=_parts, help="parts to run, e.g. 1 or 1,2")
     test.add_argument("-n", "--number", type=_numbers, help="tests to run, e.g. 2,5 or 1.2,2.5")
     test.add_argument("--seed", type=int, help="seed for every selected test (default: each test's own fixed seed)")
+    test.add_argument("--seeds", type=int, metavar="N",
+                      help="run the selected run tests on seeds 1 to N and print the failing seeds of each")
     test.add_argument("--solution", help="path of your module (default: <lab module>.py in this folder)")
     test.add_argument("--json", help="write structured results to this file")
     test.add_argument("--no-run", action="store_true", help="skip run tests")

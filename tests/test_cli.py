@@ -109,3 +109,15 @@ def test_checks_flag_catches_a_handler_that_is_not_deterministic(make_variant: C
     assert done.returncode == 1
     assert "not deterministic" in done.stdout
     assert "PingServer.handle_PingRequest" in done.stdout
+
+
+def test_seeds_option_tabulates_the_failing_seeds_of_each_run_test(make_variant: Callable[..., Path]) -> None:
+    no_retry = make_variant((RETRY_BODY, "        pass"))
+    done = labkit("test", "ping", "-n", "1.2,1.4,1.6", "--seeds", "3", "--solution", str(no_retry))
+    assert done.returncode == 1, done.stdout + done.stderr
+    rows = {line.split()[0]: line.split()[1:] for line in done.stdout.split("failing seeds\n")[1].splitlines()
+            if line[:1].isdigit()}
+    assert rows == {"1.2": ["3/3", "-"], "1.4": ["0/3", "1,", "2,", "3"]}  # 1.6 is a search: not run
+    assert f"labkit test ping -n NUMBER --seed SEED --solution {no_retry}" in done.stdout
+    again = labkit("test", "ping", "-n", "1.4", "--seed", "2", "--solution", str(no_retry))
+    assert "TEST 1.4" in again.stdout and "FAIL" in again.stdout

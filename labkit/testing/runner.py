@@ -20,7 +20,7 @@ from labkit.judge.worker import InfrastructureError, WorkerFailure
 from labkit.search.state import SearchError
 from labkit.sim.simulator import HandlerError, RunawayError
 from labkit.testing.context import TestContext, TestFailure
-from labkit.testing.declare import Lab, LabError, TestSpec
+from labkit.testing.declare import RUN, Lab, LabError, TestSpec
 from labkit.testing.solution import SolutionError, solution_path
 from labkit.wire import WireError
 
@@ -381,6 +381,45 @@ def _solution_label(solution: str | Path | ModuleType | None) -> str | None:
     if isinstance(solution, ModuleType):
         return getattr(solution, "__file__", None) or solution.__name__
     return str(solution)
+
+
+def run_seeds(
+    lab: str | Lab,
+    seeds: int,
+    *,
+    parts: list[int] | None = None,
+    numbers: list[str] | None = None,
+    solution: str | Path | None = None,
+    out: TextIO | None = None,
+    include_hidden: bool = False,
+) -> dict[str, list[int]]:
+    """Run the selected run tests on seeds 1 to ``seeds`` and print, per test, how many seeds passed
+    and which failed (each replays with ``--seed``); returns the failing seeds by test number."""
+    out = out or sys.stdout
+    the_lab = get_lab(lab, include_hidden)
+    specs = [s for s in the_lab.select(parts, numbers, include_hidden) if RUN in s.categories]
+    if not specs:
+        raise LabError(f"no run test of lab {the_lab.name} matches that selection (--seeds runs run tests)")
+    path = solution_path(solution, the_lab.solution_module)
+    load_error, _ = check_loads(path, the_lab)
+    if load_error is not None:
+        raise SolutionError(load_error)
+    failing: dict[str, list[int]] = {}
+    for spec in specs:
+        print_start(spec, out)
+        failed = [seed for seed in range(1, seeds + 1) if not run_one(spec, path, seed, lab=the_lab).passed]
+        failing[spec.qualified_number] = failed
+        out.write(f" {seeds - len(failed)}/{seeds} seeds passed\n")
+        out.flush()
+    width = max(len(n) for n in failing)
+    out.write(f"\n{'test'.ljust(width)}  passed  failing seeds\n")
+    for number, failed in failing.items():
+        shown = ", ".join(map(str, failed)) or "-"
+        out.write(f"{number.ljust(width)}  {seeds - len(failed):>3}/{seeds:<3} {shown}\n")
+    if any(failing.values()):
+        out.write(f"replay one with: labkit test {the_lab.name} -n NUMBER --seed SEED --solution {path}\n")
+    out.flush()
+    return failing
 
 
 def check_loads(path: Path, lab: Lab) -> tuple[str | None, str]:
