@@ -121,3 +121,20 @@ def test_seeds_option_tabulates_the_failing_seeds_of_each_run_test(make_variant:
     assert f"labkit test ping -n NUMBER --seed SEED --solution {no_retry}" in done.stdout
     again = labkit("test", "ping", "-n", "1.4", "--seed", "2", "--solution", str(no_retry))
     assert "TEST 1.4" in again.stdout and "FAIL" in again.stdout
+
+
+def test_a_failing_search_offers_the_stepper_and_the_commands_for_its_trace(make_variant: Callable[..., Path],
+                                                                          tmp_path: Path) -> None:
+    accept_any = make_variant(("if self.ping is not None and message.pong.value == self.ping.value:",
+                               "if self.ping is not None:"))
+    done = labkit("test", "ping", "-n", "1.6", "--solution", str(accept_any), cwd=tmp_path)
+    assert done.returncode == 1
+    (line,) = [line.strip() for line in done.stdout.splitlines() if "show_stepper(" in line]
+    call = line.split("; ", 1)[1]
+    assert call.startswith("show_stepper('") and call.endswith(".trace.json')")
+    trace = call[len("show_stepper('"):-2]
+    assert f"labkit viz {trace}" in done.stdout and f"labkit replay {trace}" in done.stdout
+    from labkit.viz.stepper_widget import show_stepper
+
+    widget = show_stepper(tmp_path / trace)
+    assert widget.stepper.history and widget.stepper.state is not None

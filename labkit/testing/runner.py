@@ -313,7 +313,17 @@ def print_result(result: TestResult, spec: TestSpec, out: TextIO, started: bool 
         for artifact in result.artifacts:
             if artifact not in (result.failure or ""):
                 out.write(_indent(f"saved {artifact}") + "\n")
+            out.write(_indent(_next_steps(artifact)) + "\n")
     out.flush()
+
+
+def _next_steps(artifact: str) -> str:
+    """How to look at a saved trace or run log: the stepper, the picture, the replay."""
+    if artifact.endswith(".trace.json"):
+        return (f"step through it in a notebook: from labkit.viz.stepper_widget import show_stepper; "
+                f"show_stepper({artifact!r})\n"
+                f"or draw it: labkit viz {artifact}; replay it after a fix: labkit replay {artifact}")
+    return f"draw it: labkit viz {artifact}"
 
 
 def run_tests(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import dataclasses
 import html
+from pathlib import Path
 from typing import Any
 
 import ipywidgets as w
@@ -176,7 +177,10 @@ class StepperWidget:
         return self.root._repr_mimebundle_(**kwargs)
 
 
-def show_stepper(start: SearchState | Trace, settings: SearchSettings | None = None) -> StepperWidget:
-    """A stepper widget from a start state or a trace (display the result in a notebook cell)."""
+def show_stepper(start: SearchState | Trace | str | Path, settings: SearchSettings | None = None) -> StepperWidget:
+    """A stepper widget from a start state, a trace or a saved trace file (display the result in a
+    notebook cell); a trace file is replayed with the module it was made with."""
+    if isinstance(start, (str, Path)):
+        start = Trace.load(Path(start))
     stepper = Stepper.from_trace(start, settings) if isinstance(start, Trace) else Stepper(start, settings)
     return StepperWidget(stepper)
