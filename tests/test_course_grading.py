@@ -144,6 +144,8 @@ def test_buggy_solution_gets_partial_marks_and_readable_feedback(tour: Course) -
     failing = sorted(NO_RETRY_FAILS)[0]
     spec = next(t for t in PING_TESTS if t.qualified_number == failing)
     assert f"TEST {failing}: {spec.name}" in html and "FAIL" in html
+    assert "Test cell" not in html and f'">Test {failing}: {spec.name}</a>' in html  # the score summary names tests
+    assert "white-space: pre-wrap" in html and "max-width: 100%" in html
     assert "seed" in html and "replay with" in html
     images = re.findall(r'<img[^>]*src="data:image/png;base64,([A-Za-z0-9+/=\n]+)"', html)
     assert images and base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import ast
 import base64
+import html
 import io
 import re
 from dataclasses import dataclass
@@ -29,7 +30,7 @@ from labkit.testing.declare import TestSpec
 from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, run_one
 
 __all__ = ["GradedCell", "graded_cells", "judge_submission", "write_scores", "fill_feedback", "hidden_summary",
-           "GradingError"]
+           "polish_feedback", "GradingError"]
 
 FEEDBACK_OUTPUT_LIMIT = 20_000  # characters of a test's printed output shown in feedback
 
@@ -169,6 +170,26 @@ def _picture(result: TestResult) -> dict[str, Any] | None:
 
 
 SUMMARY_ID = "summary"  # the grade id of a notebook's closing results cell
+
+FEEDBACK_STYLE = """<style>
+/* labkit: long lines wrap, pictures fit the column */
+pre { white-space: pre-wrap; overflow-wrap: anywhere; }
+img { max-width: 100%; height: auto; }
+</style>"""
+
+
+def polish_feedback(page: str, cells: Iterable[GradedCell]) -> str:
+    """A feedback page that reads well: long lines wrapped, pictures within the column, and the
+    score summary naming each test ("Test 1.4: Lossy network") instead of "Test cell"."""
+    for cell in cells:
+        try:
+            spec = next((s for s in get_lab(cell.lab).tests if s.qualified_number == cell.number), None)
+        except LabkitError:
+            spec = None
+        label = f"Test {cell.number}: {spec.name}" if spec is not None and not spec.hidden else f"Hidden test {cell.number}"
+        page = page.replace(f'<a href="#{cell.grade_id}">Test cell</a>',
+                            f'<a href="#{cell.grade_id}">{html.escape(label)}</a>')
+    return page.replace("</head>", FEEDBACK_STYLE + "\n</head>", 1) if FEEDBACK_STYLE not in page else page
 
 
 def _summary(graded: list[GradedCell], results: dict[tuple[str, str], TestResult]) -> str:

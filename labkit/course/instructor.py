@@ -288,12 +288,20 @@ class Course:
     def feedback(self, assignment: str, students: Sequence[str] | None = None) -> None:
         """Write feedback pages for ``students`` (every graded student if None); nbgrader takes
         one student per run, so each named student is a run of its own."""
+        from labkit.course.grading import graded_cells, polish_feedback
+
         for student in students or [None]:
             args = ["generate_feedback", assignment, "--force"] + (["--student", student] if student else [])
             result = self.run(args, quiet=True)
             if result.returncode != 0:
                 who = f" for {student}" if student else ""
                 raise CourseError(f"nbgrader generate_feedback failed{who}:\n{result.stdout[-3000:]}")
+        cells = graded_cells(self.root / "source" / assignment)
+        made = self.root / "feedback"
+        for folder in students or ([p.name for p in made.iterdir() if p.is_dir()] if made.is_dir() else []):
+            for page in (self.root / "feedback" / folder / assignment).glob("*.html"):
+                mine = [c for c in cells if c.notebook == page.stem]
+                page.write_text(polish_feedback(page.read_text(encoding="utf-8"), mine), encoding="utf-8")
 
     def export(self, to: Path) -> Path:
         result = self.run(["export", f"--to={to.resolve()}"], quiet=True)
