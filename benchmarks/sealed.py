@@ -69,7 +69,7 @@ def main() -> None:
         new_cpu, new_wall, new_code = timed(new_argv, {**env, "PYTHONPATH": str(ROOT)}, folder)
         results = json.loads(report.read_text())["results"] if report.exists() else []
     what = f"tests {args.numbers}" if args.numbers else "the whole public suite"
-    print(f"Paxos reference, {what}, on {os.cpu_count()} CPUs")
+    print(f"Paxos reference, {what}, on {len(os.sched_getaffinity(0))} usable CPUs")
     print(f"{'':<28}{'CPU s':>10}{'wall s':>10}  exit")
     print(f"{'previous (' + args.previous + ', in-process)':<28}{old_cpu:>10.1f}{old_wall:>10.1f}  {old_code}")
     print(f"{'sealed (this checkout)':<28}{new_cpu:>10.1f}{new_wall:>10.1f}  {new_code}")

@@ -99,11 +99,12 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--states", type=int, default=200_000, help="BFS budget per run")
     parser.add_argument("--steps", type=int, default=150_000, help="random-probe budget per run")
-    parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument("--workers", type=int, default=len(os.sched_getaffinity(0)),
+                        help="worker processes for the parallel runs (default: the CPUs this process may use)")
     args = parser.parse_args()
     ctx = _Context(load_solution(REFERENCE))
     w = args.workers
-    print(f"machine: {os.cpu_count()} cores; comparing 1 process with {w}")
+    print(f"machine: {len(os.sched_getaffinity(0))} usable CPUs; comparing 1 process with {w}")
 
     # Every run starts from a freshly built state, so no run profits from the
     # step cache another run filled.

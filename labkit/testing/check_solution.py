@@ -31,6 +31,7 @@ from typing import Any, Sequence, TextIO
 from labkit.node import LabkitError
 from labkit.testing.declare import SEARCH, TestSpec
 from labkit.testing.runner import get_lab, run_one
+from labkit.judge.session import default_workers
 from labkit.testing.runner import check_loads
 from labkit.testing.solution import SolutionError
 
@@ -413,7 +414,7 @@ def check_solution(
         wanted = set(catchers.values())
         specs = [s for s in specs if SEARCH not in s.categories or s.qualified_number in wanted]
     tests = _order(specs)
-    parallel = parallel or os.cpu_count() or 1
+    parallel = parallel or default_workers()
     with tempfile.TemporaryDirectory(prefix="check-solution-") as tmp:
         workdir = Path(tmp)
         paths = write_mutants(reference, catalogue, workdir / "mutants")
