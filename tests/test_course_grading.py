@@ -182,8 +182,15 @@ def test_same_submission_twice_gives_the_same_scores_and_export_matches(tour: Co
     assert all(o.ok for o in again)
     after = tour.scores("tour")
     assert {s: after[s] for s in ("no-retry", "reference", "syntax")} == {s: before[s] for s in ("no-retry", "reference", "syntax")}
-    grades = tour.export(tour.root / "grades.csv")
-    rows = {row["student_id"]: row for row in csv.DictReader(grades.open())}
+    from nbgrader.api import Gradebook
+
+    with Gradebook(f"sqlite:///{tour.root / 'gradebook.db'}", course_id="labkit-paxos") as gradebook:
+        gradebook.update_or_create_student("never-submitted")
+    grades = tour.export()
+    assert grades == tour.root / "grades.csv"
+    rows = {row["student_id"]: row for row in csv.DictReader(grades.open()) if row["assignment"] == "tour"}
+    assert rows.pop("never-submitted")["status"] == "missing"
+    assert {row["status"] for row in rows.values()} == {"graded"}
     for student, cells in after.items():
         assert float(rows[student]["raw_score"]) == pytest.approx(total(cells)[0])
         assert float(rows[student]["max_score"]) == pytest.approx(total(cells)[1])

@@ -38,7 +38,7 @@ def _feedback(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    path = Course(args.course).export(Path(args.to))
+    path = Course(args.course).export(Path(args.to) if args.to else None)
     print(f"Grades written to {path}")
     return 0
 
@@ -96,5 +96,5 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     feedback = step("feedback", "write feedback HTML for graded submissions", _feedback)
     feedback.add_argument("--student", action="append")
     export = step("export", "export grades to CSV", _export)
-    export.add_argument("--to", default="grades.csv")
+    export.add_argument("--to", help="the CSV file to write (default: grades.csv in the course folder)")
     step("scores", "print every student's score per test cell", _scores)

@@ -303,10 +303,32 @@ class Course:
                 mine = [c for c in cells if c.notebook == page.stem]
                 page.write_text(polish_feedback(page.read_text(encoding="utf-8"), mine), encoding="utf-8")
 
-    def export(self, to: Path) -> Path:
-        result = self.run(["export", f"--to={to.resolve()}"], quiet=True)
+    def export(self, to: Path | None = None) -> Path:
+        """Write every student's total per assignment to a CSV file (default ``grades.csv`` in the
+        course folder), with a ``status`` column: ``graded``, or ``missing`` for a student who
+        submitted nothing (whose score of 0 is not a grade)."""
+        import csv
+
+        from nbgrader.api import Gradebook, MissingEntry
+
+        to = (to or self.root / "grades.csv").resolve()
+        result = self.run(["export", f"--to={to}"], quiet=True)
         if result.returncode != 0:
             raise CourseError(f"nbgrader export failed:\n{result.stdout[-3000:]}")
+        with to.open(newline="", encoding="utf-8") as file:
+            rows = list(csv.DictReader(file))
+        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=_course_id(self.root)) as gradebook:
+            for row in rows:
+                try:
+                    gradebook.find_submission(row["assignment"], row["student_id"])
+                    row["status"] = "graded"
+                except MissingEntry:
+                    row["status"] = "missing"
+        fields = list(rows[0]) if rows else ["assignment", "student_id", "status"]
+        with to.open("w", newline="", encoding="utf-8") as file:
+            writer = csv.DictWriter(file, fieldnames=fields)
+            writer.writeheader()
+            writer.writerows(rows)
         return to
 
     def scores(self, assignment: str) -> dict[str, dict[str, tuple[float, float]]]:
