@@ -6,6 +6,7 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from matplotlib.colors import to_hex
 from matplotlib.figure import Figure
 
 from labkit.labs.ping.tests import SERVER
@@ -14,7 +15,7 @@ from labkit.search import Event, Trace
 from labkit.sim import RunSettings
 from labkit.viz.faults import fault_spans
 from labkit.viz.sources import VizError
-from labkit.viz.timeline import plot_timeline
+from labkit.viz.timeline import plot_timeline, type_colour
 from test_viz_support import ping_run, ping_trace, paxos_run, paxos_trace, reference
 
 FOLDED = {"Heartbeat", "HeartbeatReply"}
@@ -182,3 +183,16 @@ def test_a_file_that_is_neither_a_log_nor_a_trace_is_refused(tmp_path: Path):
     path.write_text("hello\n")
     with pytest.raises(VizError, match="neither"):
         plot_timeline(path)
+
+
+def test_a_message_type_has_one_colour_in_every_picture(paxos_sim):
+    def colours(figure: Figure) -> dict[str, str]:
+        found = figure.axes[0].get_legend()
+        return {t.get_text(): to_hex(h.get_color()) for t, h in zip(found.get_texts(), found.legend_handles)
+                if t.get_text() not in ("dropped", "duplicate", "timer fired", "client operation", "fault in force")}
+
+    everything = colours(plot_timeline(paxos_sim, fold=()))
+    some = colours(plot_timeline(paxos_sim, types=["P2b", "PaxosReply"]))
+    assert some and all(everything[t] == c for t, c in some.items())
+    assert everything["P2a"] == to_hex(type_colour("P2a")) != everything["P2b"]
+    assert type_colour("SomeStudentMessage") == type_colour("SomeStudentMessage")

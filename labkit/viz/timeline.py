@@ -14,6 +14,8 @@ Artists carry gids so tests and tools can count them: ``lane``, ``arrow``,
 
 from __future__ import annotations
 
+import hashlib
+
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,6 +39,24 @@ __all__ = ["plot_timeline", "DEFAULT_FOLD"]
 DEFAULT_FOLD: tuple[str, ...] = ("Heartbeat", "HeartbeatReply")
 _PALETTE = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#17becf",
             "#bcbd22", "#7f7f7f", "#aec7e8", "#ffbb78", "#98df8a", "#ff9896", "#c5b0d5", "#c49c94"]
+# Message and timer types keep one colour in every picture: the lab's usual names have their own,
+# any other name gets one from its name's hash (the same in every picture and every process).
+_FIXED_COLOURS = {
+    "PaxosRequest": "#1f77b4", "PaxosReply": "#17becf", "P1a": "#9467bd", "P1b": "#c5b0d5",
+    "P2a": "#d62728", "P2b": "#ff9896", "Decision": "#2ca02c", "Preempted": "#8c564b",
+    "Heartbeat": "#7f7f7f", "HeartbeatReply": "#c7c7c7", "PingRequest": "#1f77b4", "PongReply": "#ff7f0e",
+}
+
+
+def type_colour(name: str) -> str:
+    """The colour of a message or timer type, by its name alone."""
+    fixed = _FIXED_COLOURS.get(name)
+    if fixed is not None:
+        return fixed
+    digest = hashlib.blake2b(name.encode("utf-8"), digest_size=4).digest()
+    return _PALETTE[int.from_bytes(digest, "big") % len(_PALETTE)]
+
+
 _FAULT = "#fdae6b"
 _OP = "#9ecae1"
 _FAULT_ROW = -1.0
@@ -241,7 +261,7 @@ def plot_timeline(
     lanes = [n for n in tl.lanes if keep_nodes is None or n in keep_nodes]
     row = {name: float(i) for i, name in enumerate(lanes)}
     every_type = sorted({m.type for m in tl.messages})
-    colour = {name: _PALETTE[i % len(_PALETTE)] for i, name in enumerate(every_type)}
+    colour = {name: type_colour(name) for name in every_type}
 
     def shown(type_name: str) -> bool:
         return keep_types is None or type_name in keep_types
