@@ -56,8 +56,9 @@ def test_results_ok_holds_and_fails_with_one_sentence() -> None:
     bad = run({C2: Workload.from_strings(["APPEND:foo:x", "APPEND:foo:y"], ["x", "xyy"])})
     result = RESULTS_OK.evaluate(bad)
     assert not result.ok
-    assert result.detail == "client2 got 'xy' for APPEND foo y, expected 'xyy'"
-    assert result.explain() == "State violates \"Clients got expected results\": client2 got 'xy' for APPEND foo y, expected 'xyy'"
+    when = "(invoked at t=10, answered at t=20)"  # the run's times, which pictures of the failure centre on
+    assert result.detail == f"client2 got 'xy' for APPEND foo y, expected 'xyy' {when}"
+    assert result.explain() == f"State violates \"Clients got expected results\": client2 got 'xy' for APPEND foo y, expected 'xyy' {when}"
 
 
 def test_clients_done() -> None:

@@ -196,3 +196,30 @@ def test_a_message_type_has_one_colour_in_every_picture(paxos_sim):
     assert some and all(everything[t] == c for t, c in some.items())
     assert everything["P2a"] == to_hex(type_colour("P2a")) != everything["P2b"]
     assert type_colour("SomeStudentMessage") == type_colour("SomeStudentMessage")
+
+
+def test_a_failing_run_is_drawn_around_its_unanswered_command(tmp_path):
+    from conftest import RETRY_BODY, ping_variant
+
+    from labkit.labs.ping.tests import LAB
+    from labkit.testing.runner import evidence_timeline, failure_window, run_one
+
+    no_retry = ping_variant(tmp_path, [(RETRY_BODY, "        pass")])
+    (spec,) = LAB.select(numbers=["1.4"])
+    result = run_one(spec, no_retry, lab=LAB)
+    assert not result.passed and "sent at t=" in result.failure
+    sent = int(result.failure.split("sent at t=")[1].split(")")[0])
+    window, caption = failure_window(result.failure, result.evidence.now)
+    assert window[0] <= sent < window[1] and window[1] - window[0] <= 1020 and f"t={sent} ms" in caption
+    figure = evidence_timeline(result, end=True)
+    low, high = figure.axes[0].get_xlim()
+    assert low <= sent <= high and high - low < 1200
+    assert "unanswered command" in figure.axes[0].get_title(loc="left")
+
+
+def test_failure_windows_read_times_from_the_explanation():
+    from labkit.testing.runner import failure_window
+
+    wrong = "client2 got X for Get, expected Y (invoked at t=120, answered at t=180)"
+    assert failure_window(wrong, 5000)[0] == (70, 200)
+    assert failure_window("something else failed", 5000) is None

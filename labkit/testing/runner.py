@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import json
+import re
 import sys
 import time
 import traceback
@@ -463,18 +464,44 @@ def _not_run(spec: TestSpec, seed: int | None, why: str, protections: str = "") 
     )
 
 
+_INVOKED = re.compile(r"invoked at t=(\d+), answered at t=(\d+)")
+_WAITING = re.compile(r"still waiting for the result of .* sent at t=(\d+)\)")
+
+
+def failure_window(failure: str | None, now: int) -> tuple[tuple[int, int], str] | None:
+    """The part of a run a failure points at, from its explanation: a wrong result from a little
+    before its invocation to its answer; a client still waiting from the send of its command
+    through the next second. None if the explanation names no time."""
+    text = failure or ""
+    found = _INVOKED.search(text)
+    if found:
+        invoked, answered = int(found.group(1)), int(found.group(2))
+        start = max(0, invoked - 50)
+        return (start, min(now, max(answered + 20, start + 100))), f" - around the wrong result (t={invoked}-{answered} ms)"
+    found = _WAITING.search(text)
+    if found:
+        sent = int(found.group(1))
+        return (max(0, sent - 20), min(now, sent + 1000)), f" - from the send of the unanswered command (t={sent} ms)"
+    return None
+
+
 def evidence_timeline(result: TestResult, *, end: bool) -> Any:
-    """The timeline Figure of a test's run or trace. A long run is unreadable
-    whole: its first 400 ms are drawn, or with ``end`` its last second."""
+    """The timeline Figure of a test's run or trace. A long run is unreadable whole: for a failure
+    that names a time, the part around it (:func:`failure_window`); otherwise its first 400 ms,
+    or with ``end`` its last second."""
     from labkit.viz.timeline import plot_timeline
 
     now = getattr(result.evidence, "now", None)  # a Simulation has a clock, a Trace has not
     window = None
-    if isinstance(now, int) and now > 0:
-        window = (max(0, now - 1000), now) if end else (0, min(400, now))
     shown = ""
-    if window is not None and window != (0, now):
-        shown = " - its last second" if end else f" - its first {window[1]} ms"
+    if isinstance(now, int) and now > 0:
+        focus = failure_window(result.failure, now) if not result.passed else None
+        if focus is not None:
+            window, shown = focus
+        else:
+            window = (max(0, now - 1000), now) if end else (0, min(400, now))
+            if window != (0, now):
+                shown = " - its last second" if end else f" - its first {window[1]} ms"
     title = f"Test {result.number}: {result.name} (seed {result.seed}){shown}"
     return plot_timeline(result.evidence, window=window, title=title)
 
