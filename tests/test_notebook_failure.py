@@ -42,3 +42,18 @@ def test_a_failing_cell_shows_its_explanation_once_and_run_all_goes_on(kernel_ho
     assert "PASS" in "".join(o.get("text", "") for o in nb.cells[2].outputs)
     summary = "".join(o.get("text", "") for o in nb.cells[3].outputs)
     assert re.search(rf"{re.escape(failing)}\s.*FAIL", summary) and re.search(r"1\.2\s.*PASS\s+5/5", summary)
+
+
+def test_a_search_shows_a_live_progress_line_under_its_cell(kernel_home: Path, tmp_path: Path) -> None:
+    solution = Path(__file__).resolve().parent.parent / "solutions" / "ping" / "ping_server.py"
+    cells = [nbformat.v4.new_code_cell(f'from labkit.testing import check_test\ncheck_test("ping", "1.6", solution="{solution}");'),
+             nbformat.v4.new_code_cell(f'check_test("ping", "1.2", solution="{solution}");')]
+    nb = nbformat.v4.new_notebook(cells=cells)
+    NotebookClient(nb, kernel_name="python3", timeout=300, resources={"metadata": {"path": str(tmp_path)}}).execute()
+
+    def widgets(cell) -> int:
+        return sum("application/vnd.jupyter.widget-view+json" in o.get("data", {}) for o in cell.outputs)
+
+    search, run = nb.cells
+    assert widgets(search) >= 1 and widgets(run) == 0
+    assert search.outputs[0].text.startswith("TEST 1.6:")  # the TEST line comes first, before the search runs

@@ -31,11 +31,14 @@ PROBES_AT_ONCE = 96  # random probes walked side by side
 
 
 class Progress:
-    """A status line (tqdm when available): explored states, depth, rate, elapsed time."""
+    """A live status line: explored states (or steps), depth, rate, elapsed time and the share of the
+    budget used. ``enabled`` is False (none), True (the terminal's stderr) or ``"notebook"`` (a line
+    under the running cell)."""
 
-    def __init__(self, enabled: bool, label: str) -> None:
+    def __init__(self, enabled: bool | str, label: str, budget: int | None = None) -> None:
         self.enabled = enabled
         self.label = label
+        self.budget = budget
         self._bar: Any = None
         self._last = 0.0
         self._start = time.perf_counter()
@@ -49,16 +52,17 @@ class Progress:
         self._last = now
         elapsed = now - self._start
         rate = done / elapsed if elapsed else 0.0
-        text = f"{self.label}: {done:,} explored, depth {depth}, {rate:,.0f}/s, {elapsed:.0f} s"
-        try:
-            from tqdm import tqdm
-
-            if self._bar is None:
-                # The terminal's stream: tests capture sys.stderr, and progress is not output.
-                self._bar = tqdm(total=None, bar_format="{desc}", file=sys.__stderr__, leave=False)
-            self._bar.set_description_str(text)
-        except ImportError:  # pragma: no cover - tqdm is a dependency
-            print(text, file=sys.__stderr__)
+        share = f", {100 * done / self.budget:.0f}% of the budget" if self.budget else ""
+        text = f"{self.label}: {done:,} explored, depth {depth}, {rate:,.0f}/s, {elapsed:.0f} s{share}"
+        if self._bar is None:
+            if self.enabled == "notebook":
+                from tqdm.notebook import tqdm
+            else:
+                from tqdm import tqdm
+            # On a terminal, the terminal's own stream: tests capture sys.stderr, and progress is not output.
+            where = {} if self.enabled == "notebook" else {"file": sys.__stderr__}
+            self._bar = tqdm(total=None, bar_format="{desc}", leave=False, **where)
+        self._bar.set_description_str(text)
 
     def close(self) -> None:
         if self._bar is not None:
@@ -138,7 +142,7 @@ def _deadline(settings: SearchSettings, clock: float) -> float:
     return clock + settings.max_time if settings.max_time else float("inf")
 
 
-def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
+def bfs(start: SearchState, settings: SearchSettings, *, progress: bool | str = False,
         meta: dict[str, Any] | None = None) -> SearchResult:
     """Breadth-first search from ``start`` under ``settings``.
 
@@ -154,7 +158,7 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool = False,
     checker = _Checker(settings, start.depth)
     budget = settings.max_states
     deadline = _deadline(settings, clock)
-    bar = Progress(progress, "BFS")
+    bar = Progress(progress, "BFS", settings.max_states)
     result = SearchResult(Outcome.SPACE_EXHAUSTED, "bfs", budget=budget)
 
     parents = array("q", [-1])
@@ -285,7 +289,7 @@ class _Prober:
                 return len(walked), state.depth - self.start.depth, (outcome, detail, path)
 
 
-def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *, progress: bool = False,
+def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *, progress: bool | str = False,
                   meta: dict[str, Any] | None = None) -> SearchResult:
     """Random depth-first probes from ``start`` (DSLabs's "random search").
 
@@ -313,7 +317,7 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
     if kind == _PRUNED:
         result.outcome = Outcome.SPACE_EXHAUSTED
         return result
-    bar = Progress(progress, "random search")
+    bar = Progress(progress, "random search", settings.max_steps)
     walking: dict[int, Generator] = {}
     needs: dict[int, tuple] = {}
     finished: dict[int, tuple] = {}

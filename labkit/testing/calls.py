@@ -42,7 +42,8 @@ def check_test(
     the_lab = get_lab(lab)
     (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
     print_start(spec, sys.stdout)
-    result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab)
+    result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab,
+                     progress="notebook" if _in_notebook() else False)
     _LATEST[(the_lab.name, spec.qualified_number)] = result
     print_result(result, spec, sys.stdout, started=True)
     if not result.passed:
@@ -103,6 +104,16 @@ def test_summary(lab: str | Lab, numbers: list[str]) -> None:
 
 
 test_summary.__test__ = False  # type: ignore[attr-defined]  (a notebook call, not a pytest test)
+
+
+def _in_notebook() -> bool:
+    """Whether this runs in a Jupyter kernel (where a search shows a live progress line)."""
+    try:
+        from IPython import get_ipython
+    except ImportError:
+        return False
+    shell = get_ipython()
+    return shell is not None and type(shell).__name__ == "ZMQInteractiveShell"
 
 
 def show_failure_picture(result: TestResult) -> None:

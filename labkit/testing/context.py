@@ -42,7 +42,7 @@ class TestContext:
     __test__ = False
 
     def __init__(self, spec: TestSpec, seed: int, solution: RemoteSolution, trace_dir: Path | None = None, *,
-                 checks: bool = False, progress: bool = False) -> None:
+                 checks: bool = False, progress: bool | str = False) -> None:
         self.spec = spec
         self.seed = seed
         self.solution = solution

@@ -194,7 +194,7 @@ def run_one(
     save_dir: Path | None = None,
     *,
     checks: bool = False,
-    progress: bool = False,
+    progress: bool | str = False,
     lab: Lab | None = None,
 ) -> TestResult:
     """Run one test against the module at ``solution``, in its own boxed workers; never raises.
