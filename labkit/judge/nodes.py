@@ -147,6 +147,9 @@ class NodeRecipe:
 # --------------------------------------------------------------------------
 
 
+_ADDRESSES: dict[str, Address] = {}  # addresses by name: a run or search has few, sent many times
+
+
 class Outcome:
     """One handled event (or ``init``, or a call): messages sent, timers set, observations, error, state."""
 
@@ -171,7 +174,10 @@ class Outcome:
             for to, index in reply.get("sends", []):
                 if not isinstance(to, str) or not to:
                     raise StudentError(f"a message was sent to {to!r}, which is not an address")
-                self.sends.append((Address(to), value(index)))
+                address = _ADDRESSES.get(to)
+                if address is None:
+                    address = _ADDRESSES[to] = Address(to)
+                self.sends.append((address, value(index)))
             for index, low, high in reply.get("timers", []):
                 if type(low) is not int or type(high) is not int or low < 1 or high < low:
                     raise StudentError(f"a timer was set for {low!r} to {high!r} ms: timers last at least 1 ms "
