@@ -46,6 +46,8 @@ class Channel:
         self._buffer = bytearray()
         self._chunk = bytearray(_READ)
         self._view = memoryview(self._chunk)
+        self._poller: select.poll | None = None  # poll, not select: descriptors above 1023 work too
+        self.closed = False
 
     # ---- sending ---------------------------------------------------------------------
 
@@ -102,7 +104,7 @@ class Channel:
         buffer = self._buffer
         while len(buffer) < n:
             if wait is not None:
-                while not select.select([self.read_fd], [], [], poll)[0]:
+                while not self.readable(poll):
                     wait()
             got = os.readv(self.read_fd, [self._view])
             if not got:
@@ -112,11 +114,21 @@ class Channel:
         del buffer[:n]
         return data
 
+    def readable(self, seconds: float) -> bool:
+        """True once the pipe has something to read (or was closed), waiting at most ``seconds``."""
+        if self._poller is None:
+            self._poller = select.poll()
+            self._poller.register(self.read_fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return bool(self._poller.poll(max(0, int(seconds * 1000))))
+
     def has_buffered(self) -> bool:
         """True if part of a frame was read already (so the rest is on its way)."""
         return bool(self._buffer)
 
     def close(self) -> None:
+        if self.closed:
+            return
+        self.closed = True
         for fd in (self.read_fd, self.write_fd):
             try:
                 os.close(fd)

@@ -162,8 +162,10 @@ class StepPool:
         if buffered:
             return buffered
         fds = {w.channel.read_fd: w for w in workers}
-        readable, _, _ = select.select(list(fds), [], [], 0.2)
-        return [fds[fd] for fd in readable] or workers[:1]
+        poller = select.poll()
+        for fd in fds:
+            poller.register(fd, select.POLLIN | select.POLLHUP | select.POLLERR)
+        return [fds[fd] for fd, _ in poller.poll(200)] or workers[:1]
 
     def _check(self, requests: Sequence[StepRequest], outcomes: list[Outcome], chosen: list[int]) -> None:
         """Replay each chosen step twice in a row in the checker, from its encoded state: a handler

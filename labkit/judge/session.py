@@ -393,6 +393,7 @@ def _cleanup(workers: dict[str, WorkerProcess], workdir: Path, uid: int | None) 
     for worker in list(workers.values()):
         try:
             worker.kill()
+            worker.close()
         except Exception:
             pass
     workers.clear()

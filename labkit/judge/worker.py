@@ -265,8 +265,17 @@ class WorkerProcess:
             if self.wait(2) is None:
                 self.kill()
         cpu = self.cpu_seconds()
-        self.channel.close()
+        self.close()
         return cpu
+
+    def close(self) -> None:
+        """Give back the pipes to an ended (or killed) worker: a long run starts thousands of workers."""
+        self.channel.close()
+        if self.poll() is not None:
+            self._stderr.join(timeout=1)
+        stream = self.process.stderr
+        if stream is not None and not self._stderr.is_alive():
+            stream.close()
 
     def kill(self) -> None:
         if self.poll() is None:
