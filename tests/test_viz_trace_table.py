@@ -2,10 +2,19 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
+from labkit.search.trace import diff_values
 from labkit.viz.trace_table import CounterexampleTable, trace_table
+from labkit.wire import decode_data, encode, learn_schemas, schemas_of
 from test_viz_support import paxos_trace, ping_trace
+
+
+@dataclass(frozen=True)
+class Entry:
+    value: str
+    chosen: bool
 
 
 def test_rows_follow_the_trace(tmp_path: Path):
@@ -36,3 +45,17 @@ def test_html_ends_with_the_violation_and_csv_has_a_row_per_event(tmp_path: Path
     import pandas as pd
 
     assert len(pd.read_csv(io.StringIO(csv_text))) == len(trace.events)
+
+
+def test_a_change_inside_a_log_names_the_field_and_shows_it_in_full():
+    """A slot whose ``chosen`` flips is shown as that field, not as a cut rendering of the whole slot."""
+    learn_schemas(schemas_of([Entry]))  # as a worker reports the fields of the classes it sends
+    long_value = "ba" * 80
+    before = decode_data(encode([Entry("x", True), Entry(long_value, False)]))
+    after = decode_data(encode([Entry("x", True), Entry(long_value, True)]))
+    out: list[str] = []
+    diff_values("log", before, after, out)
+    assert out == ["log[1].chosen: False -> True"]
+    out = []
+    diff_values("log", before, decode_data(encode([Entry("x", True), Entry(long_value + "!", False)])), out)
+    assert out == [f"log[1].value: {long_value!r} -> {long_value + '!'!r}"]

@@ -176,6 +176,9 @@ def reorder(root: SearchState, events: Sequence[Event]) -> list[Event]:
 # --------------------------------------------------------------------------
 
 
+CHANGE_LIMIT = 2_000  # characters of one changed value in a change line: the whole value, short of a flood
+
+
 def _short(value: Any, limit: int = 100) -> str:
     return "(none)" if value is _MISSING else brief(value, limit)
 
@@ -202,7 +205,8 @@ def same_value(a: Any, b: Any) -> bool:
 
 
 def diff_values(name: str, before: Any, after: Any, out: list[str], depth: int = 0) -> None:
-    """Append ``name: before -> after`` lines for what changed, descending into dicts and objects."""
+    """Append ``name: before -> after`` lines for what changed, descending into dicts, objects and
+    lists of one length, so the line names the field that changed and shows its values in full."""
     if before is not _MISSING and after is not _MISSING and same_value(before, after):
         return
     if depth < 3 and isinstance(before, dict) and isinstance(after, dict):
@@ -216,14 +220,20 @@ def diff_values(name: str, before: Any, after: Any, out: list[str], depth: int =
             diff_values(f"{name}.{k}" if name else k, a.get(k, _MISSING), b.get(k, _MISSING), out, depth + 1)
         return
     if isinstance(before, list) and isinstance(after, list) and after[: len(before)] == before:
-        out.append(f"{name}: appended {_short(after[len(before):])}")
+        out.append(f"{name}: appended {_short(after[len(before):], CHANGE_LIMIT)}")
+        return
+    if (depth < 3 and isinstance(before, (list, tuple)) and type(before) is type(after)
+            and len(before) == len(after)):
+        for i, (a, b) in enumerate(zip(before, after)):
+            diff_values(f"{name}[{i}]", a, b, out, depth + 1)
         return
     if isinstance(before, (set, frozenset)) and isinstance(after, (set, frozenset)):
         added, removed = after - before, before - after
-        parts = ([f"added {_short(set(added))}"] if added else []) + ([f"removed {_short(set(removed))}"] if removed else [])
+        parts = (([f"added {_short(set(added), CHANGE_LIMIT)}"] if added else [])
+                 + ([f"removed {_short(set(removed), CHANGE_LIMIT)}"] if removed else []))
         out.append(f"{name}: {', '.join(parts)}")
         return
-    out.append(f"{name}: {_short(before)} -> {_short(after)}")
+    out.append(f"{name}: {_short(before, CHANGE_LIMIT)} -> {_short(after, CHANGE_LIMIT)}")
 
 
 @dataclasses.dataclass
