@@ -272,6 +272,15 @@ class HistoryRecord:
     invoke: int | None
     response: int | None
 
+    def when(self) -> str:
+        """`` (invoked at t=.., answered at t=..)``, `` (sent at t=..)`` while outstanding, or nothing in a
+        search; failure pictures read these words to find the part of a run to draw."""
+        if self.invoke is None:
+            return ""
+        if self.response is None:
+            return f" (sent at t={self.invoke})"
+        return f" (invoked at t={self.invoke}, answered at t={self.response})"
+
 
 @dataclass(frozen=True)
 class InterRequestTimer(Timer):

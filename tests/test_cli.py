@@ -79,6 +79,12 @@ def test_save_traces_writes_the_failing_run(no_retry: Path, tmp_path: Path) -> N
     assert f"saved {saved}" in done.stdout
     header = json.loads(saved.read_text().splitlines()[0])
     assert header["format"] == "labkit-run-log" and header["test"] == "1.4"
+    # The picture's command points at the unanswered command, and it runs.
+    command = next(line.split(": ", 1)[1] for line in done.stdout.splitlines() if "labkit viz" in line)
+    assert command.startswith(f"labkit viz {saved} --focus client1 ")
+    drawn = labkit(*command.split()[1:], "--out", str(tmp_path / "pictures"))
+    assert drawn.returncode == 0, drawn.stderr
+    assert (tmp_path / "pictures" / saved.name.replace(".runlog.jsonl", ".timeline.png")).stat().st_size > 10_000
 
 
 def test_default_solution_is_read_from_the_current_folder(tmp_path: Path) -> None:

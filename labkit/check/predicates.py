@@ -179,11 +179,9 @@ def RESULTS_OK(state: Any) -> tuple[bool, str | None]:
     for worker in _workers(state):
         for record, expected in zip(worker.completed, worker.expected_results):
             if expected is not None and record.result != expected:
-                when = (f" (invoked at t={record.invoke}, answered at t={record.response})"
-                        if record.invoke is not None and record.response is not None else "")
                 return False, (
                     f"{worker.address} got {describe(record.result)} for {describe(record.command)}, "
-                    f"expected {describe(expected)}{when}"
+                    f"expected {describe(expected)}{record.when()}"
                 )
     return True, None
 

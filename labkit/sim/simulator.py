@@ -252,6 +252,11 @@ class Simulation:
                 records.append(HistoryRecord(address, pending[0], None, pending[1], None))
         return records
 
+    def last_operation(self, address: Address) -> HistoryRecord | None:
+        """The latest operation of the client at ``address`` (answered or still waiting), or None."""
+        found = [r for r in self.histories() if r.client == address]
+        return max(found, key=lambda r: r.invoke or 0) if found else None
+
     def max_wait(self) -> tuple[Address | None, int]:
         """The client that waited longest for one result, and how long (ms)."""
         best: tuple[Address | None, int] = (None, 0)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 from labkit.check.predicates import Predicate
 from labkit.judge.nodes import RemoteSolution
@@ -160,11 +160,11 @@ class TestContext:
         assert result.state is not None
         return result.state
 
-    def require(self, condition: bool, message: str) -> None:
-        """Fail with ``message`` unless ``condition`` holds."""
+    def require(self, condition: bool, message: str | Callable[[], str]) -> None:
+        """Fail with ``message`` unless ``condition`` holds (a function giving the message is called only then)."""
         __tracebackhide__ = True
         if not condition:
-            fail(message)
+            fail(message() if callable(message) else message)
 
     def fail(self, message: str) -> None:
         """Fail the test with ``message``."""

@@ -314,17 +314,22 @@ def print_result(result: TestResult, spec: TestSpec, out: TextIO, started: bool 
         for artifact in result.artifacts:
             if artifact not in (result.failure or ""):
                 out.write(_indent(f"saved {artifact}") + "\n")
-            out.write(_indent(_next_steps(artifact)) + "\n")
+            out.write(_indent(_next_steps(artifact, result.failure)) + "\n")
     out.flush()
 
 
-def _next_steps(artifact: str) -> str:
-    """How to look at a saved trace or run log: the stepper, the picture, the replay."""
+def _next_steps(artifact: str, failure: str | None) -> str:
+    """How to look at a saved trace or run log: the stepper, the picture, the replay. For a run
+    whose failure names a client operation, the picture's command shows the part around it."""
     if artifact.endswith(".trace.json"):
         return (f"step through it in a notebook: from labkit.viz.stepper_widget import show_stepper; "
                 f"show_stepper({artifact!r})\n"
                 f"or draw it: labkit viz {artifact}; replay it after a fix: labkit replay {artifact}")
-    return f"draw it: labkit viz {artifact}"
+    focus = failure_focus(failure)
+    if focus is None:
+        return f"draw it: labkit viz {artifact}"
+    times = f"{focus.start:g}" + (f" {focus.end:g}" if focus.end is not None else "")
+    return f"draw the part that matters: labkit viz {artifact} --focus {focus.client} {times}"
 
 
 def run_tests(
@@ -464,46 +469,47 @@ def _not_run(spec: TestSpec, seed: int | None, why: str, protections: str = "") 
     )
 
 
-_INVOKED = re.compile(r"invoked at t=(\d+), answered at t=(\d+)")
-_WAITING = re.compile(r"still waiting for the result of .* sent at t=(\d+)\)")
+_WRONG = re.compile(r"(\S+) got .*?\(invoked at t=(\d+), answered at t=(\d+)\)", re.DOTALL)
+_WAITING = re.compile(r"(\S+) (?:is still waiting for the result of|got no result for) .*?sent at t=(\d+)\)", re.DOTALL)
 
 
-def failure_window(failure: str | None, now: int) -> tuple[tuple[int, int], str] | None:
-    """The part of a run a failure points at, from its explanation: a wrong result from a little
-    before its invocation to its answer; a client still waiting from the send of its command
-    through the next second. None if the explanation names no time."""
+def failure_focus(failure: str | None) -> Any:
+    """The client operation a failure's explanation points at (a :class:`~labkit.viz.timeline.Focus`):
+    a wrong result, or a command still waiting for its answer. None if it names none."""
+    from labkit.viz.timeline import Focus
+
     text = failure or ""
-    found = _INVOKED.search(text)
+    found = _WRONG.search(text)
     if found:
-        invoked, answered = int(found.group(1)), int(found.group(2))
-        start = max(0, invoked - 50)
-        return (start, min(now, max(answered + 20, start + 100))), f" - around the wrong result (t={invoked}-{answered} ms)"
+        client, invoked, answered = found.group(1), int(found.group(2)), int(found.group(3))
+        return Focus(client, invoked, answered, f" - {client}'s wrong result (t={invoked}-{answered} ms) and its causes")
     found = _WAITING.search(text)
     if found:
-        sent = int(found.group(1))
-        return (max(0, sent - 20), min(now, sent + 1000)), f" - from the send of the unanswered command (t={sent} ms)"
+        client, sent = found.group(1), int(found.group(2))
+        return Focus(client, sent, None, f" - {client}'s unanswered command (sent at t={sent} ms) and what it set off")
     return None
 
 
 def evidence_timeline(result: TestResult, *, end: bool) -> Any:
     """The timeline Figure of a test's run or trace. A long run is unreadable whole: for a failure
-    that names a time, the part around it (:func:`failure_window`); otherwise its first 400 ms,
-    or with ``end`` its last second."""
+    that names a client operation, the part around it (:func:`failure_focus`), its causal path
+    standing out; otherwise its first 400 ms, or with ``end`` its last second."""
     from labkit.viz.timeline import plot_timeline
 
     now = getattr(result.evidence, "now", None)  # a Simulation has a clock, a Trace has not
     window = None
     shown = ""
+    focus = None
     if isinstance(now, int) and now > 0:
-        focus = failure_window(result.failure, now) if not result.passed else None
+        focus = failure_focus(result.failure) if not result.passed else None
         if focus is not None:
-            window, shown = focus
+            shown = focus.caption
         else:
             window = (max(0, now - 1000), now) if end else (0, min(400, now))
             if window != (0, now):
                 shown = " - its last second" if end else f" - its first {window[1]} ms"
     title = f"Test {result.number}: {result.name} (seed {result.seed}){shown}"
-    return plot_timeline(result.evidence, window=window, title=title)
+    return plot_timeline(result.evidence, window=window, title=title, focus=focus)
 
 
 def _save_timeline(result: TestResult, path: Path, out: TextIO) -> None:

@@ -4,9 +4,13 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from labkit.search.trace import Trace
 from labkit.viz.sources import load_source
+
+if TYPE_CHECKING:
+    from labkit.viz.timeline import Focus
 
 __all__ = ["register"]
 
@@ -25,6 +29,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     parser.add_argument("--nodes", nargs="+", metavar="NODE", help="only these nodes, e.g. server1 client1")
     parser.add_argument("--window", nargs=2, type=float, metavar=("START", "END"),
                         help="only what arrives in this time window (steps for a trace)")
+    parser.add_argument("--focus", nargs="+", metavar=("CLIENT", "TIME"),
+                        help="a run only: CLIENT START [END], the client operation a failure names (invoked at "
+                        "START, answered at END or never): draws the part around it, its causal path standing out")
     parser.add_argument("--no-fold", action="store_true", help="draw heartbeats as arrows too")
     parser.add_argument("--labels", action="store_true", help="write each message's content on its arrow")
     parser.add_argument("--solution", help="your module, for a trace (default: the one the trace was made with)")
@@ -39,19 +46,36 @@ def _stem(path: Path) -> str:
     return path.stem
 
 
+def _focus(values: list[str] | None) -> "Focus | None":
+    from labkit.viz.timeline import Focus
+
+    if not values:
+        return None
+    if len(values) not in (2, 3):
+        raise SystemExit("--focus takes a client and one or two times: --focus client1 120 [180]")
+    try:
+        times = [float(v) for v in values[1:]]
+    except ValueError:
+        raise SystemExit(f"--focus: {' '.join(values[1:])} are not times in ms (give --focus client1 120 180)") from None
+    return Focus(values[0], times[0], times[1] if len(times) == 2 else None)
+
+
 def _run(args: argparse.Namespace) -> int:
     import pandas as pd
 
     from labkit.viz.timeline import DEFAULT_FOLD, plot_timeline
     from labkit.viz.trace_table import CounterexampleTable
 
+    focus = _focus(args.focus)
     source = load_source(args.source, args.solution)
+    if focus is not None and isinstance(source, Trace):
+        raise SystemExit("--focus is for run logs; a trace is short and drawn whole")
     out: Path = args.out if args.out is not None else args.source.parent
     out.mkdir(parents=True, exist_ok=True)
     base = out / _stem(args.source)
     figure = plot_timeline(source, types=args.types, nodes=args.nodes,
                            window=tuple(args.window) if args.window else None,
-                           fold=() if args.no_fold else DEFAULT_FOLD, labels=args.labels)
+                           fold=() if args.no_fold else DEFAULT_FOLD, labels=args.labels, focus=focus)
     written = [base.with_name(base.name + ".timeline.png"), base.with_name(base.name + ".timeline.svg")]
     figure.savefig(written[0], dpi=120)
     figure.savefig(written[1])

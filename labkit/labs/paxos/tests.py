@@ -103,12 +103,19 @@ def raw_result(t: TestContext, sim: Simulation, who: Address, command: Any, max_
     sim.send_command(who, command)
     sim.run_until(lambda s: s.has_result(who), max_millis)
     if not sim.has_result(who):
-        t.fail(f"{who} got no result for {describe(command)} within {max_millis} ms of virtual time")
+        t.fail(f"{who} got no result for {describe(command)}{_when(t, who)} within {max_millis} ms of virtual time")
     return sim.result(who)
 
 
+def _when(t: TestContext, who: Address) -> str:
+    """When ``who``'s latest command was sent and answered, for the failure picture."""
+    record = t.simulations[-1].last_operation(who) if t.simulations else None
+    return record.when() if record is not None else ""
+
+
 def expect(t: TestContext, got: Any, wanted: Any, command: Any, who: Address) -> None:
-    t.require(got == wanted, f"{who} got {describe(got)} for {describe(command)}, expected {describe(wanted)}")
+    t.require(got == wanted, lambda: f"{who} got {describe(got)} for {describe(command)}, expected {describe(wanted)}"
+                                     f"{_when(t, who)}")
 
 
 def run_until_done(t: TestContext, sim: Simulation, max_millis: int = 30_000) -> None:
@@ -214,7 +221,7 @@ def no_progress_in_minority(t: TestContext) -> None:
     sim.settings.partition([server(1), server(2), c1])
     sim.send_command(c1, Put("foo", "bar"))
     sim.run_for(2_000)
-    t.require(not sim.has_result(c1), f"{c1} got a result with only 2 of 5 servers reachable")
+    t.require(not sim.has_result(c1), lambda: f"{c1} got a result with only 2 of 5 servers reachable{_when(t, c1)}")
 
 
 @LAB.test(6, "Progress after partition healed", 5, part=1)
@@ -226,7 +233,7 @@ def progress_after_heal(t: TestContext) -> None:
     sim.settings.partition([server(1), server(2), c1])
     sim.send_command(c1, Put("foo", "bar"))
     sim.run_for(2_000)
-    t.require(not sim.has_result(c1), f"{c1} got a result with only 2 of 5 servers reachable")
+    t.require(not sim.has_result(c1), lambda: f"{c1} got a result with only 2 of 5 servers reachable{_when(t, c1)}")
     sim.settings.reconnect()
     sim.run_until(lambda s: s.has_result(c1), 10_000)
     t.require(sim.has_result(c1), f"{c1} got no result within 10 s after the partition healed")
