@@ -624,6 +624,21 @@ into a slot, and execution of a decided batch. Nothing changes for the client.""
 # --------------------------------------------------------------------------
 
 
+def _toy_source(*names: str) -> str:
+    """The definitions of ``names`` in the tour's toys.py, as written there."""
+    import ast
+
+    text = (TOUR / "toys.py").read_text()
+    lines = text.splitlines()
+    found = {node.name: node for node in ast.parse(text).body if isinstance(node, ast.ClassDef)}
+    blocks = []
+    for name in names:
+        node = found[name]
+        first = min([node.lineno] + [d.lineno for d in node.decorator_list])
+        blocks.append("\n".join(lines[first - 1:node.end_lineno]))
+    return "\n\n".join(blocks)
+
+
 def tour() -> Builder:
     from labkit.testing import get_lab
 
@@ -637,18 +652,17 @@ virtual time and decided by one seed, so any run can be replayed exactly. It als
 **explores** every ordering of events a small system allows, checks what clients saw, and
 draws what happened.
 
-This notebook shows those pieces on a toy, then asks you to write the smallest lab there is:
+This notebook shows those pieces on toys, then asks you to write the smallest lab there is:
 a client that pings a server and retries until the answer comes. It is graded like the
 Paxos lab, so it is also a rehearsal for how that works.""")
     b.code("""\
 %matplotlib inline
-from dataclasses import dataclass
-from labkit import Address, Message, Node, Timer
+from labkit import Address
 from labkit.sim import Simulation
 from labkit.sim.settings import RunSettings
 from labkit.testing import check_test, test_summary
 from labkit.viz.timeline import plot_timeline""")
-    b.md("""\
+    b.md(f"""\
 ## Nodes, messages and timers
 
 A node is a class derived from `Node`. Messages and timers are frozen dataclasses. labkit
@@ -656,42 +670,16 @@ calls a handler named after the class of what arrives: a message `Tick` goes to
 `handle_Tick(self, message, sender)`, a timer `Beat` to `on_Beat(self, timer)`. `init()` runs
 once before anything else; the constructor must not send. A node's state is its attributes.
 
-The toy below: a `Metronome` sends a `Tick` to its `Listener` every 10 ms of virtual time;
-the listener answers each with a `Tock`.""")
-    b.code("""\
-@dataclass(frozen=True)
-class Tick(Message):
-    n: int
+Nodes live in a Python file beside the notebook, never in a notebook cell: labkit runs every
+node in a separate, locked-down process, which imports the node's file (your `ping_server.py`
+will be one such file). The toys of this tour are in **`toys.py`**. The first one: a
+`Metronome` sends a `Tick` to its `Listener` every 10 ms of virtual time; the listener answers
+each with a `Tock`.
 
-@dataclass(frozen=True)
-class Tock(Message):
-    n: int
-
-@dataclass(frozen=True)
-class Beat(Timer):
-    pass
-
-class Metronome(Node):
-    def __init__(self, address, listener):
-        super().__init__(address)
-        self.listener = listener
-        self.sent = 0
-        self.answered = set()
-
-    def init(self):
-        self.set_timer(Beat(), 10)
-
-    def on_Beat(self, timer):
-        self.sent += 1
-        self.send(Tick(self.sent), self.listener)
-        self.set_timer(timer, 10)
-
-    def handle_Tock(self, message, sender):
-        self.answered.add(message.n)
-
-class Listener(Node):
-    def handle_Tick(self, message, sender):
-        self.send(Tock(message.n), sender)""")
+```python
+{_toy_source("Tick", "Tock", "Beat", "Metronome", "Listener")}
+```""")
+    b.code("from toys import Listener, Metronome")
     b.md("""\
 ## Running it
 
@@ -724,8 +712,57 @@ A lab's tests come in two kinds:
 Each test prints one line, `TEST <number>: <name> ... PASS` or `FAIL`. A failing test
 explains what went wrong in plain words, prints its seed and a command to replay it, and
 draws the failing run under the cell. From a terminal the same tests give the same
-verdicts: `labkit test ping --solution ping_server.py`.
+verdicts: `labkit test ping --solution ping_server.py`.""")
+    b.md(f"""\
+### A search finds a bug
 
+The second toy in `toys.py`: two voters each send one `Vote` to a tally, which counts them.
+
+```python
+{_toy_source("Vote", "Voter", "Tally")}
+```
+
+It looks right, and in most runs it is. A search asks instead: *is there any order of events
+that breaks it?* The invariant below says the tally never counts more votes than there are
+voters. In a search the network keeps every message it was given (so one can arrive twice,
+as a real network may duplicate it), and the breadth-first search finds the shortest
+sequence of events that breaks the invariant.""")
+    b.code("""\
+from labkit.check.predicates import predicate
+from labkit.search import SearchSettings, SearchState, bfs
+from labkit.viz.trace_table import CounterexampleTable
+from toys import Tally, Voter
+
+tally = Address("tally")
+start = SearchState.initial(servers=[Tally(tally), Voter(Address("alice"), tally), Voter(Address("bob"), tally)])
+
+@predicate("At most one vote per voter")
+def one_vote_each(state):
+    votes = state.nodes[tally].votes
+    return votes <= 2, f"the tally counted {votes} votes from 2 voters"
+
+result = bfs(start, SearchSettings(invariants=[one_vote_each]))
+print(result.outcome.value, f"after {result.states} states")
+CounterexampleTable(result.trace)""")
+    b.md("""\
+Each row is one event and the fields of the node that it changed. Here one `Vote` arrives
+three times: the tally counts messages, not voters. (The fix: keep the *set* of voters
+heard from, and count its size.)
+
+### Stepping through a counterexample
+
+The **stepper** replays a counterexample one event at a time. Each panel is a node: its
+state (changed fields highlighted), the messages it could receive and the timers that could
+fire, each with a button. Press **deliver** on any of them, including ones the trace did
+not take, to see what else could happen; **Back** goes back, and the history below lets
+you jump to any step and branch from there.
+
+When a search test of yours fails, its output names the file it saved the counterexample
+in and the line to open it here: `show_stepper("traces/<file>.trace.json")`.""")
+    b.code("""\
+from labkit.viz.stepper_widget import show_stepper
+show_stepper(result.trace)""")
+    b.md("""\
 ## Your turn: the ping lab
 
 `labkit.labs.ping` provides `Ping` (a command carrying a string), `Pong` (the result with the

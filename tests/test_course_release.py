@@ -76,6 +76,31 @@ def test_source_notebook_is_valid_and_clean(path: Path) -> None:
             assert cell.cell_type == "code"
 
 
+@pytest.mark.parametrize("path", SOURCE_NOTEBOOKS, ids=lambda p: p.name)
+def test_every_cell_but_the_tests_runs_in_a_real_kernel(path: Path, tmp_path: Path,
+                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """What a student runs before writing any code works: the toys, the pictures, the search demo,
+    the stepper. (Test cells are left to the judge here, as while grading, so they only say so.)"""
+    from nbclient import NotebookClient
+
+    hermetic(monkeypatch, tmp_path)
+    monkeypatch.setenv("LABKIT_GRADING", "1")
+    folder = tmp_path / "assignment"
+    shutil.copytree(path.parent, folder, ignore=shutil.ignore_patterns("*.png", "__pycache__"))
+    lab = "ping" if path.parent.name == "tour" else "paxos"
+    reference = ROOT / "solutions" / lab / f"{lab}_server.py"
+    shutil.copyfile(reference, folder / reference.name)
+    nb = nbformat.read(str(folder / path.name), as_version=4)
+    NotebookClient(nb, kernel_name="python3", timeout=300, allow_errors=True,
+                   resources={"metadata": {"path": str(folder)}}).execute()
+    for cell in nb.cells:
+        errors = [o for o in cell.get("outputs", []) if o.output_type == "error"]
+        if cell.metadata["nbgrader"]["grade"]:
+            assert all("graded by labkit's judge" in o.evalue for o in errors), cell.id
+        else:
+            assert not errors, f"{path.name}, cell {cell.id}: {errors[0].ename}: {errors[0].evalue}"
+
+
 def test_notebooks_are_up_to_date_with_the_tests() -> None:
     """Regenerating gives the files on disk: every public and hidden test has its cell, with its points."""
     built = load_make_notebooks().build_all()

@@ -132,3 +132,33 @@ def test_widget_buttons_drive_the_stepper(tmp_path: Path):
     server_panel = widget.nodes.children[0]
     assert any("PingRequest" in getattr(child, "value", "") for row in server_panel.children
                for child in getattr(row, "children", ()))
+
+
+def test_five_servers_and_a_client_get_compact_panels_showing_what_changed():
+    """Six panels fit across a laptop screen: each shows only the fields the last step changed."""
+    from labkit.app import Append, KVStore
+    from labkit.client import Workload
+    from labkit.node import server
+
+    sol = reference("paxos")
+    addresses = [server(i) for i in range(1, 6)]
+    start = SearchState.initial(
+        servers=[sol.PaxosServer(a, list(addresses), KVStore()) for a in addresses],
+        workers=[(sol.PaxosClient(C1, list(addresses)), Workload.of([Append("x", "1")]))])
+    widget = StepperWidget(Stepper(start))
+    assert len(widget.nodes.children) == 6 and not widget.all_fields_box.value
+    assert all(panel.layout.min_width == "150px" for panel in widget.nodes.children)
+    request = next(c for c in widget.stepper.choices() if "PaxosRequest" in str(c))
+    widget._act(widget.stepper.deliver, request.index)
+    receiver = widget.stepper.addresses.index(request.node)
+    changed = widget.stepper.changed_fields(request.node)
+    every = widget.stepper.fields(request.node)
+    state_html = widget.nodes.children[receiver].children[1].value
+    assert f"{len(every) - len(changed)} unchanged field" in state_html
+    assert all(f">{name}:" in state_html for name in changed)
+    unchanged = next(name for name in every if name not in changed)
+    assert f">{unchanged}:" not in state_html
+    widget.all_fields_box.value = True  # every field again, in wider panels
+    state_html = widget.nodes.children[receiver].children[1].value
+    assert all(f">{name}:" in state_html for name in every) and "unchanged field" not in state_html
+    assert widget.nodes.children[0].layout.min_width == "260px"

@@ -1,7 +1,9 @@
 """The stepper in a notebook: one panel per node with its state, inbox and timers, each with a deliver button.
 
 A thin ipywidgets layer over :class:`~labkit.viz.stepper.Stepper`; everything
-is done with buttons (no keyboard shortcuts).
+is done with buttons (no keyboard shortcuts). With more than three nodes the
+panels are compact, so five servers and a client fit across a laptop screen:
+each shows the fields the last step changed (the rest behind "all fields").
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = ["StepperWidget", "show_stepper"]
 
 _CHANGED = "background:#fff3b0"
 _MAX_ITEMS = 60
+COMPACT_ABOVE = 3  # nodes: more than this and the panels show only what changed
 
 
 def _value_html(value: Any, depth: int = 0) -> str:
@@ -67,6 +70,8 @@ class StepperWidget:
         self.ignore_box = w.Checkbox(value=stepper.ignore_restrictions, description="ignore delivery restrictions",
                                      indent=False)
         self.show_delivered_box = w.Checkbox(value=False, description="show delivered messages", indent=False)
+        self.all_fields_box = w.Checkbox(value=len(stepper.addresses) <= COMPACT_ABOVE, indent=False,
+                                         description="all fields (else only what the last step changed)")
         self.status = w.HTML()
         self.predicates = w.HTML()
         self.nodes = w.HBox(layout=w.Layout(overflow="auto", align_items="flex-start"))
@@ -76,9 +81,11 @@ class StepperWidget:
         self.forward_button.on_click(lambda _: self._act(stepper.forward))
         self.ignore_box.observe(self._on_ignore, names="value")
         self.show_delivered_box.observe(lambda _: self.refresh(), names="value")
+        self.all_fields_box.observe(lambda _: self.refresh(), names="value")
         self.history.observe(self._on_history, names="value")
         self.root = w.VBox([
-            w.HBox([self.back_button, self.forward_button, self.ignore_box, self.show_delivered_box]),
+            w.HBox([self.back_button, self.forward_button, self.ignore_box, self.show_delivered_box,
+                    self.all_fields_box], layout=w.Layout(flex_flow="row wrap")),
             self.status, self.message, self.predicates, self.nodes,
             w.HTML("<b>History</b> (pick a step to go back to it; delivering something else there starts a branch)"),
             self.history,
@@ -144,10 +151,16 @@ class StepperWidget:
         last = s.last_event
         active = last is not None and last.node == address
         changed = s.changed_fields(address)
+        compact = not self.all_fields_box.value
+        every = s.fields(address)
+        shown_fields = {k: v for k, v in every.items() if k in changed} if compact else every
         fields = "".join(
             f"<div style='{_CHANGED if name in changed else ''}'>{html.escape(name)}: {_value_html(value)}</div>"
-            for name, value in s.fields(address).items()
+            for name, value in shown_fields.items()
         )
+        hidden_fields = len(every) - len(shown_fields)
+        if hidden_fields:
+            fields += f"<div style='color:#777'>{hidden_fields} unchanged field{'s' if hidden_fields != 1 else ''}</div>"
         title = f"<b>{html.escape(address.name)}</b>" + (" (handled the last step)" if active else "")
         mine = [c for c in choices if c.node == address]
         shown = [c for c in mine if c.kind == "message" and (self.show_delivered_box.value or not c.delivered)]
@@ -156,22 +169,24 @@ class StepperWidget:
         parts: list[w.Widget] = [w.HTML(title), w.HTML(f"<details open><summary>state</summary>{fields}</details>"),
                                  w.HTML(f"<b>Messages</b> ({len(shown)}" + (f", {hidden} delivered hidden" if hidden else "")
                                         + ")")]
-        parts += [self._row(c) for c in shown]
+        parts += [self._row(c, compact) for c in shown]
         parts.append(w.HTML(f"<b>Timers</b> ({len(timers)})"))
-        parts += [self._row(c) for c in timers]
+        parts += [self._row(c, compact) for c in timers]
         border = "2px solid #fdae6b" if active else "1px solid #ccc"
-        return w.VBox(parts, layout=w.Layout(border=border, padding="4px", margin="2px", min_width="260px"))
+        return w.VBox(parts, layout=w.Layout(border=border, padding="4px", margin="2px", flex="1 1 0px",
+                                             min_width="150px" if compact else "260px", overflow="hidden"))
 
-    def _row(self, choice: Choice) -> w.HBox:
+    def _row(self, choice: Choice, compact: bool = False) -> w.HBox:
         label = "again" if choice.delivered else "deliver"
-        button = w.Button(description=label, disabled=not choice.allowed, layout=w.Layout(width="70px"),
-                          tooltip=str(choice))
+        button = w.Button(description=label, disabled=not choice.allowed, tooltip=str(choice),
+                          layout=w.Layout(width="60px" if compact else "70px", flex="0 0 auto"))
         button.on_click(lambda _, index=choice.index: self._act(self.stepper.deliver, index))
         self.deliver_buttons.append(button)
         item = choice.event.item
-        text = (f"from {choice.event.sender}: " if choice.kind == "message" else "") + brief(item, 100)
-        style = "font-weight:bold" if choice.new else ""
-        return w.HBox([button, w.HTML(f"<code style='{style}'>{html.escape(text)}</code>")])
+        text = (f"from {choice.event.sender}: " if choice.kind == "message" else "") + brief(item, 60 if compact else 100)
+        style = "font-weight:bold;" if choice.new else ""
+        return w.HBox([button, w.HTML(f"<code style='{style}white-space:normal;word-break:break-word'>"
+                                      f"{html.escape(text)}</code>", layout=w.Layout(min_width="0"))])
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
         return self.root._repr_mimebundle_(**kwargs)
