@@ -154,19 +154,18 @@ def _text(result: TestResult, spec: TestSpec, hidden: bool) -> str:
     return out.getvalue()
 
 
-def _picture(result: TestResult) -> dict[str, Any] | None:
+def _picture(result: TestResult) -> list[dict[str, Any]]:
+    """The failure's picture and a line saying what it shows (nothing for a pass or when it cannot be drawn)."""
     if result.passed or result.evidence is None:
-        return None
+        return []
     try:
         figure = evidence_timeline(result, end=True)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-        import matplotlib.pyplot as plt
-
-        plt.close(figure)
     except Exception:  # a picture never hides the verdict
-        return None
-    return nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(buffer.getvalue()).decode()})
+        return []
+    return [nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(buffer.getvalue()).decode()}),
+            nbformat.v4.new_output("stream", name="stdout", text=f"(The picture shows {figure.get_label()}.)\n")]
 
 
 SUMMARY_ID = "summary"  # the grade id of a notebook's closing results cell
@@ -225,9 +224,8 @@ def fill_feedback(folder: Path, cells: Iterable[GradedCell], results: dict[tuple
             spec = next(s for s in get_lab(graded_cell.lab).tests if s.qualified_number == graded_cell.number)
             hidden = key in hidden_numbers
             outputs = [nbformat.v4.new_output("stream", name="stdout", text=_text(result, spec, hidden))]
-            picture = None if hidden else _picture(result)
-            if picture is not None:
-                outputs.append(picture)
+            if not hidden:
+                outputs += _picture(result)
             cell.outputs = outputs
         mode = path.stat().st_mode
         path.chmod(mode | 0o200)

@@ -42,8 +42,9 @@ def check_test(
     the_lab = get_lab(lab)
     (spec,) = the_lab.select(numbers=[number], include_hidden=include_hidden)
     print_start(spec, sys.stdout)
-    result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), lab=the_lab,
-                     progress="notebook" if _in_notebook() else False)
+    # A failing run's log is saved beside the search traces, so the cell can offer the command that draws it.
+    result = run_one(spec, solution_path(solution, the_lab.solution_module), seed, _label(solution), Path("traces"),
+                     lab=the_lab, progress="notebook" if _in_notebook() else False)
     _LATEST[(the_lab.name, spec.qualified_number)] = result
     print_result(result, spec, sys.stdout, started=True)
     if not result.passed:
@@ -133,6 +134,7 @@ def show_failure_picture(result: TestResult) -> None:
         print(f"(no timeline could be drawn: {type(error).__name__}: {error})")
         return
     display(figure)
+    print(f"(The picture shows {figure.get_label()}.)")
 
 
 def _label(solution: str | Path | ModuleType | None) -> str | None:

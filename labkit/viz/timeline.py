@@ -330,7 +330,8 @@ def plot_timeline(
     dot and the title counts them. ``labels`` writes each message's content.
     ``focus`` (a run only) draws the part of the run around one client operation: the
     messages on its causal path stand out with their contents, and unless ``window`` or
-    ``nodes`` are given, the window and the nodes are those of the path.
+    ``nodes`` are given, the window and the nodes are those of the path. The Figure's label
+    (``figure.get_label()``) says in words which window and nodes are drawn.
     """
     loaded = load_source(source, solution)
     tl = _from_trace(loaded) if isinstance(loaded, Trace) else _from_run(loaded)
@@ -444,6 +445,8 @@ def plot_timeline(
         ax.set_title(heading, fontsize=9, loc="left")
     figure.tight_layout(rect=(0, 0.06, 1, 1))
     _place_labels(figure, ax, pending_labels)
+    what = f"steps {lo:g}-{hi:g}" if tl.unit == "step" else f"t={lo:g}-{hi:g} ms"
+    figure.set_label(f"{what}; nodes {', '.join(row)}")  # what is drawn, in words (a caption, a screen reader)
     return figure
 
 
