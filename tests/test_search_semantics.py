@@ -292,6 +292,18 @@ def test_budget_exhausted_reports_coverage():
     assert f"explored {steps.steps} steps in" in steps.coverage()
 
 
+def test_random_search_walks_no_probe_past_its_budget():
+    """Probes walked side by side stop once the earlier ones use the budget: the steps computed
+    stay within one probe of the budget, and the result is that of probes walked one by one."""
+    start = SearchState.initial(servers=paxos.make_nodes())
+    settings = SearchSettings(invariants=[paxos.AGREEMENT], max_depth=30, max_steps=200)
+    result = random_search(start, settings, seed=3)
+    assert result.outcome is Outcome.BUDGET_EXHAUSTED and 200 <= result.steps < 230
+    assert len(start.system.cache) < 230  # steps computed: at most those walked
+    again = random_search(SearchState.initial(servers=paxos.make_nodes()), settings, seed=3)
+    assert (again.steps, again.probes, again.depth) == (result.steps, result.probes, result.depth)
+
+
 def test_depth_limit():
     full = bfs(TWOPC(), SearchSettings())
     limited = bfs(TWOPC(), SearchSettings(max_depth=3))

@@ -251,10 +251,11 @@ class _Prober:
         self.timers_on = settings.timer_mask(system.addresses)
         self.checker = _Checker(settings, start.depth)
 
-    def walk(self, number: int) -> Generator[tuple, None, tuple[int, int, tuple | None]]:
+    def walk(self, number: int, progress: dict[int, int]) -> Generator[tuple, None, tuple[int, int, tuple | None]]:
         """Probe ``number``, step by step: it yields the inputs of each step whose outcome is
         not known yet (the driver has them computed) and returns ``(steps, depth, terminal)``,
-        where ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state."""
+        where ``terminal`` is ``(outcome, detail, path)`` if it ended in a terminal state.
+        ``progress[number]`` holds the steps taken so far."""
         rng = random.Random(f"{self.seed}:{number}")
         classify = self.checker.classify
         can, timers_on = self.can, self.timers_on
@@ -281,6 +282,7 @@ class _Prober:
             if chosen is None:
                 return len(walked), state.depth - self.start.depth, None
             walked.append((state, event))
+            progress[number] = len(walked)
             if chosen.envs is not state.envs:
                 deliveries = deliveries + chosen.message_events(can, len(state.envs))
             state = chosen
@@ -321,14 +323,16 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
     walking: dict[int, Generator] = {}
     needs: dict[int, tuple] = {}
     finished: dict[int, tuple] = {}
+    taken: dict[int, int] = {}  # steps taken so far by each probe not counted yet
     started = 0
     try:
         while True:
-            # Start probes while the ones counted so far have budget left (a few may be walked for nothing).
-            while len(walking) < PROBES_AT_ONCE and (budget is None or result.steps < budget) and \
-                    started - result.probes < 4 * PROBES_AT_ONCE:
-                walking[started] = prober.walk(started)
+            # Start probes while the earlier ones leave budget (a probe stops once it cannot be counted).
+            room = _drop_unneeded(result, budget, started, walking, needs, finished, taken)
+            while len(walking) < PROBES_AT_ONCE and room and started - result.probes < 4 * PROBES_AT_ONCE:
+                walking[started] = prober.walk(started, taken)
                 needs[started] = ()
+                taken[started] = 0
                 started += 1
             for number in list(walking):
                 try:
@@ -337,6 +341,7 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
                     finished[number] = end.value
                     del walking[number], needs[number]
             while result.probes in finished:
+                taken.pop(result.probes, None)
                 path = _tally(result, *finished.pop(result.probes))
                 if path is not None:
                     result.seconds = time.perf_counter() - clock
@@ -357,6 +362,27 @@ def random_search(start: SearchState, settings: SearchSettings, seed: int = 0, *
         bar.close()
     result.seconds = time.perf_counter() - clock
     return result
+
+
+def _drop_unneeded(result: SearchResult, budget: int | None, started: int, walking: dict[int, Generator],
+                   needs: dict[int, tuple], finished: dict[int, tuple], taken: dict[int, int]) -> bool:
+    """Stop walking the probes that can never be counted, and say whether a new probe could be.
+
+    Probes are counted in order until the steps reach the budget; the steps a probe has taken
+    so far are a lower bound on its final count, so once the counted steps and those of the
+    earlier probes reach the budget, a later probe's steps are never counted."""
+    if budget is None:
+        return True
+    total = result.steps
+    for number in range(result.probes, started):
+        if total >= budget:
+            walking.pop(number, None)
+            needs.pop(number, None)
+            finished.pop(number, None)
+            taken.pop(number, None)
+        else:
+            total += finished[number][0] if number in finished else taken.get(number, 0)
+    return total < budget
 
 
 def _tally(result: SearchResult, steps: int, depth: int, terminal: tuple | None) -> list[Event] | None:
