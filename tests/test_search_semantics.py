@@ -419,6 +419,27 @@ def test_predicate_that_raises_is_a_violation_showing_the_exception():
     assert "KeyError" in result.trace.render()
 
 
+def test_a_predicate_reading_only_servers_is_checked_once_per_server_state():
+    """Verdicts of a predicate that declares what it reads are shared by states whose nodes of
+    that kind are equal; the search's result is the same as without the declaration."""
+    calls = {"servers": 0, "all": 0}
+
+    def counting(kind):
+        def fn(state):
+            calls[kind] += 1
+            return True
+        return fn
+
+    servers_only = predicate("server state fine", reads="servers")(counting("servers"))
+    everything = predicate("state fine")(counting("all"))
+    result = bfs(echo_state(3), SearchSettings(invariants=[servers_only, everything]))
+    assert result.outcome is Outcome.SPACE_EXHAUSTED
+    assert calls["servers"] == 1  # the echo server never changes
+    assert 1 < calls["all"] <= result.states  # once per combination of node states
+    with pytest.raises(ValueError):
+        predicate("bad", reads="messages")(lambda state: True)
+
+
 # --------------------------------------------------------------------------
 # Staged searches and dropped messages
 # --------------------------------------------------------------------------

@@ -50,15 +50,19 @@ class PredicateResult:
 class Predicate:
     """A named check on a state. ``p(state)`` is a bool; ``p.evaluate(state)`` explains."""
 
-    def __init__(self, name: str, fn: Callable[[Any], Any], reads_network: bool = False) -> None:
+    def __init__(self, name: str, fn: Callable[[Any], Any], reads_network: bool = False,
+                 reads: Iterable[str] | None = None) -> None:
         """``fn(state)`` returns a bool or ``(ok, detail)``; the detail may be a
         function returning the text, so it is built only when shown. Set
         ``reads_network`` if ``fn`` looks at messages in flight, not only at
         node state (searches then cannot share its verdicts between states
-        whose nodes are equal)."""
+        whose nodes are equal). ``reads`` names the only kinds of nodes ``fn``
+        looks at (``"servers"``, ``"workers"``, ``"clients"``): searches then
+        share its verdict between states whose nodes of those kinds are equal."""
         self.name = name
         self._fn = fn
         self.reads_network = reads_network
+        self.reads = _kinds(reads)
         _REGISTRY[name] = self
 
     def evaluate(self, state: Any) -> PredicateResult:
@@ -96,7 +100,7 @@ class Predicate:
                 raise RuntimeError(r.detail)
             return (not r.ok, f'"{self.name}" holds' + (f": {r.detail}" if r.detail else "") if r.ok else None)
 
-        return Predicate(f"not ({self.name})", fn, self.reads_network)
+        return Predicate(f"not ({self.name})", fn, self.reads_network, self.reads)
 
     __invert__ = negate
 
@@ -110,7 +114,8 @@ class Predicate:
                     return False, f'"{p.name}" fails' + (f": {r.detail}" if r.detail else "")
             return True, None
 
-        return Predicate(f"({self.name}) and ({other.name})", fn, self.reads_network or other.reads_network)
+        return Predicate(f"({self.name}) and ({other.name})", fn, self.reads_network or other.reads_network,
+                         _union(self.reads, other.reads))
 
     __and__ = and_
 
@@ -126,7 +131,8 @@ class Predicate:
                 details.append(f'"{p.name}" fails' + (f": {r.detail}" if r.detail else ""))
             return False, "; ".join(details)
 
-        return Predicate(f"({self.name}) or ({other.name})", fn, self.reads_network or other.reads_network)
+        return Predicate(f"({self.name}) or ({other.name})", fn, self.reads_network or other.reads_network,
+                         _union(self.reads, other.reads))
 
     __or__ = or_
 
@@ -142,10 +148,28 @@ class Predicate:
                 raise RuntimeError(s.detail)
             return s.ok, (f'"{self.name}" holds but "{other.name}" fails' + (f": {s.detail}" if s.detail else ""))
 
-        return Predicate(f"({self.name}) implies ({other.name})", fn, self.reads_network or other.reads_network)
+        return Predicate(f"({self.name}) implies ({other.name})", fn, self.reads_network or other.reads_network,
+                         _union(self.reads, other.reads))
 
     def __repr__(self) -> str:
         return f"Predicate({self.name!r})"
+
+
+NODE_KINDS = frozenset({"servers", "workers", "clients"})
+
+
+def _kinds(reads: Iterable[str] | None) -> frozenset[str] | None:
+    if reads is None:
+        return None
+    kinds = frozenset([reads] if isinstance(reads, str) else reads)
+    unknown = kinds - NODE_KINDS
+    if unknown:
+        raise ValueError(f"a predicate reads {', '.join(sorted(NODE_KINDS))}; got {', '.join(sorted(unknown))}")
+    return kinds
+
+
+def _union(a: frozenset[str] | None, b: frozenset[str] | None) -> frozenset[str] | None:
+    return None if a is None or b is None else a | b
 
 
 _REGISTRY: dict[str, "Predicate"] = {}
@@ -156,11 +180,11 @@ def find_predicate(name: str) -> Predicate | None:
     return _REGISTRY.get(name)
 
 
-def predicate(name: str) -> Callable[[Callable[[Any], Any]], Predicate]:
+def predicate(name: str, reads: Iterable[str] | None = None) -> Callable[[Callable[[Any], Any]], Predicate]:
     """Decorator: ``@predicate("Logs consistent")`` turns a function into a Predicate."""
 
     def wrap(fn: Callable[[Any], Any]) -> Predicate:
-        return Predicate(name, fn)
+        return Predicate(name, fn, reads=reads)
 
     return wrap
 
@@ -174,7 +198,7 @@ def _workers(state: Any) -> Iterable[Any]:
     return state.workers
 
 
-@predicate("Clients got expected results")
+@predicate("Clients got expected results", reads="workers")
 def RESULTS_OK(state: Any) -> tuple[bool, str | None]:
     for worker in _workers(state):
         for record, expected in zip(worker.completed, worker.expected_results):
@@ -186,7 +210,7 @@ def RESULTS_OK(state: Any) -> tuple[bool, str | None]:
     return True, None
 
 
-@predicate("Clients done")
+@predicate("Clients done", reads="workers")
 def CLIENTS_DONE(state: Any) -> tuple[bool, str | None]:
     for worker in _workers(state):
         if not worker.done:
@@ -202,7 +226,7 @@ def _not_done(worker: Any) -> str:
     return f"{worker.address} has not sent all its commands yet ({worker.sent} sent)"
 
 
-@predicate("No results returned")
+@predicate("No results returned", reads="workers")
 def NONE_DECIDED(state: Any) -> tuple[bool, str | None]:
     for worker in _workers(state):
         if worker.results:
@@ -211,7 +235,7 @@ def NONE_DECIDED(state: Any) -> tuple[bool, str | None]:
     return True, None
 
 
-@predicate("All clients got the same results")
+@predicate("All clients got the same results", reads="workers")
 def ALL_RESULTS_SAME(state: Any) -> tuple[bool, str | None]:
     workers = list(_workers(state))
     if not workers:
@@ -230,7 +254,7 @@ def ALL_RESULTS_SAME(state: Any) -> tuple[bool, str | None]:
     return True, None
 
 
-@predicate("Appends linearizable")
+@predicate("Appends linearizable", reads="workers")
 def APPENDS_LINEARIZABLE(state: Any) -> tuple[bool, str | None]:
     """DSLabs's check for append workloads: each append's result ends with its own
     value, and the results, sorted by length, each extend the previous one."""
@@ -278,7 +302,7 @@ def client_done(address: Any) -> Predicate:
                 return worker.done, None if worker.done else f"{address} has {len(worker.results)} results"
         return False, f"there is no client worker {address}"
 
-    return Predicate(f"{address} done", fn)
+    return Predicate(f"{address} done", fn, reads="workers")
 
 
 def client_has_results(address: Any, count: int) -> Predicate:
@@ -291,4 +315,4 @@ def client_has_results(address: Any, count: int) -> Predicate:
                 return n >= count, None if n >= count else f"{address} has {n} of {count} results"
         return False, f"there is no client worker {address}"
 
-    return Predicate(f"{address} has {count} results", fn)
+    return Predicate(f"{address} has {count} results", fn, reads="workers")

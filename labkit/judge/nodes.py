@@ -368,6 +368,11 @@ class NodeHandle:
     def state_value(self) -> WireValue:
         raise NotImplementedError
 
+    def memo_key(self) -> Any:
+        """A key equal for handles of the same unchanging node state (None if the node changes):
+        what predicates may cache per node under."""
+        return None
+
     # ---- what predicates and tests use -----------------------------------------------------
 
     def query(self, method: str, *args: Any) -> Any:
@@ -586,6 +591,9 @@ class SnapshotNode(NodeHandle):
     @property
     def fp(self) -> int:
         return self.value.fp
+
+    def memo_key(self) -> Any:
+        return (self.address, self.value.fp)
 
     def with_state(self, value: WireValue, obs: Observations | None) -> "SnapshotNode":
         return SnapshotNode(self.address, self.qualified, self.role, self.queries, value, obs, self.observer,

@@ -71,7 +71,11 @@ class Progress:
 
 
 class _Checker:
-    """Classifies states against a settings' predicates (in DSLabs's order)."""
+    """Classifies states against a settings' predicates (in DSLabs's order).
+
+    Verdicts are cached: a predicate over node state gives the same verdict on
+    every state whose nodes are equal, and one that reads only some kinds of
+    nodes (``Predicate.reads``) on every state whose nodes of those kinds are equal."""
 
     _CACHE_LIMIT = 500_000
 
@@ -80,10 +84,10 @@ class _Checker:
         self.goals = list(settings.goals)
         self.prunes = list(settings.prunes)
         self.max_depth = None if settings.max_depth is None else start_depth + settings.max_depth
-        # Predicates over node state give the same verdict on every state whose
-        # nodes are equal, so verdicts are shared by the nodes' fingerprints.
         self.by_nodes = not any(p.reads_network for p in self.invariants + self.goals + self.prunes)
         self.verdicts: dict[Any, tuple[int, Outcome | None, PredicateResult | None]] = {}
+        self._held: dict[int, dict[Any, bool | None]] = {}  # predicate -> its key -> what check() said
+        self._keys: dict[int, Callable[[SearchState], Any]] = {}
 
     def classify(self, state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
         if state.failure is not None:
@@ -103,15 +107,41 @@ class _Checker:
         # As in DSLabs: a predicate that raises violates an invariant, prunes
         # the state as a prune, and is ignored as a goal.
         for p in self.invariants:
-            if p.check(state) is not True:
+            if self._check(p, state) is not True:
                 return _TERMINAL, Outcome.INVARIANT_VIOLATED, p.evaluate(state)
         for p in self.goals:
-            if p.check(state) is True:
+            if self._check(p, state) is True:
                 return _TERMINAL, Outcome.GOAL_FOUND, p.evaluate(state)
         for p in self.prunes:
-            if p.check(state) is not False:
+            if self._check(p, state) is not False:
                 return _PRUNED, None, None
         return _VALID, None, None
+
+    def _check(self, p: Any, state: SearchState) -> bool | None:
+        """``p.check(state)``, cached by what ``p`` reads."""
+        held = self._held.get(id(p))
+        if held is None:
+            held = self._held[id(p)] = {}
+            self._keys[id(p)] = _key_of(p, state)
+        key = self._keys[id(p)](state)
+        if key in held:
+            return held[key]
+        if len(held) >= self._CACHE_LIMIT:
+            held.clear()
+        found = held[key] = p.check(state)
+        return found
+
+
+def _key_of(p: Any, state: SearchState) -> Callable[[SearchState], Any]:
+    """What ``p``'s verdict depends on in the states of ``state``'s system."""
+    if p.reads_network:
+        return lambda s: s.fp
+    if p.reads is None:
+        return lambda s: s.node_fps
+    system = state.system
+    by_kind = {"servers": system.server_indices, "workers": system.worker_indices, "clients": system.client_indices}
+    indices = sorted({i for kind in p.reads for i in by_kind[kind]})
+    return lambda s: tuple([s.node_fps[i] for i in indices])
 
 
 def _determinism_period(settings: SearchSettings) -> int:

@@ -63,6 +63,67 @@ def _status(server: Any, slot: int) -> PaxosLogSlotStatus:
     return status
 
 
+class _Log:
+    """One server's log as the predicates read it: each query asked once. A search state's
+    server never changes, so its log is kept for every state that holds the same server."""
+
+    __slots__ = ("server", "_markers", "_problem", "_slots")
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self._markers: tuple[int, int] | None = None
+        self._problem: str | None | bool = False  # False: not checked yet
+        self._slots: dict[int, tuple[PaxosLogSlotStatus, Any]] = {}
+
+    @property
+    def address(self) -> Address:
+        return self.server.address
+
+    def markers(self) -> tuple[int, int]:
+        if self._markers is None:
+            self._markers = _markers(self.server)
+        return self._markers
+
+    def status(self, slot: int) -> PaxosLogSlotStatus:
+        found = self._slots.get(slot)
+        return found[0] if found is not None else _status(self.server, slot)
+
+    def slot(self, slot: int) -> tuple[PaxosLogSlotStatus, Any]:
+        """``(status(slot), command(slot))``."""
+        found = self._slots.get(slot)
+        if found is None:
+            found = self._slots[slot] = (_status(self.server, slot), _call(self.server, "command", slot))
+        return found
+
+    def markers_problem(self) -> str | None:
+        """What is wrong with this server's markers, or None."""
+        if self._problem is False:
+            self._problem = _markers_problem(self)
+        return self._problem  # type: ignore[return-value]
+
+
+_LOGS: dict[Any, _Log] = {}
+_LOGS_LIMIT = 100_000
+
+
+def _logs(state: Any) -> list[_Log]:
+    """The servers' logs; those of search states' servers are shared by every state holding them."""
+    logs = []
+    for server in state.servers:
+        memo_key = getattr(type(server), "memo_key", None)
+        key = memo_key(server) if memo_key is not None else None
+        if key is None:
+            logs.append(_Log(server))
+            continue
+        log = _LOGS.get(key)
+        if log is None:
+            if len(_LOGS) >= _LOGS_LIMIT:
+                _LOGS.clear()
+            log = _LOGS[key] = _Log(server)
+        logs.append(log)
+    return logs
+
+
 def _guarded(fn: Any) -> Any:
     def check(state: Any) -> tuple[bool, str | None]:
         try:
@@ -73,42 +134,47 @@ def _guarded(fn: Any) -> Any:
     return check
 
 
-def _markers_valid(state: Any) -> tuple[bool, str | None]:
-    for server in state.servers:
-        a = server.address
-        nc, ne = _markers(server)
-        if nc < 1:
-            return False, f"{a}.first_non_cleared() is {nc}; it must be at least 1"
-        if ne < 0:
-            return False, f"{a}.last_non_empty() is {ne}; it must be at least 0"
-        if _status(server, nc) is CLEARED:
-            return False, f"{a}: slot {nc} is first_non_cleared() but its status is CLEARED"
-        if ne > 0 and _status(server, ne) is EMPTY:
-            return False, f"{a}: slot {ne} is last_non_empty() but its status is EMPTY"
-        if nc > 1 and _status(server, nc - 1) is not CLEARED:
-            return False, f"{a}: slot {nc - 1}, just before first_non_cleared() = {nc}, is not CLEARED"
-        after = _status(server, ne + 1)
-        if after is not EMPTY:
-            return False, f"{a}: slot {ne + 1}, just after last_non_empty() = {ne}, is {after.name}, not EMPTY"
-        if nc > ne + 1:
-            return False, f"{a}: first_non_cleared() = {nc} is more than last_non_empty() + 1 = {ne + 1}"
+def _markers_problem(log: _Log) -> str | None:
+    a = log.address
+    nc, ne = log.markers()
+    if nc < 1:
+        return f"{a}.first_non_cleared() is {nc}; it must be at least 1"
+    if ne < 0:
+        return f"{a}.last_non_empty() is {ne}; it must be at least 0"
+    if log.status(nc) is CLEARED:
+        return f"{a}: slot {nc} is first_non_cleared() but its status is CLEARED"
+    if ne > 0 and log.status(ne) is EMPTY:
+        return f"{a}: slot {ne} is last_non_empty() but its status is EMPTY"
+    if nc > 1 and log.status(nc - 1) is not CLEARED:
+        return f"{a}: slot {nc - 1}, just before first_non_cleared() = {nc}, is not CLEARED"
+    after = log.status(ne + 1)
+    if after is not EMPTY:
+        return f"{a}: slot {ne + 1}, just after last_non_empty() = {ne}, is {after.name}, not EMPTY"
+    if nc > ne + 1:
+        return f"{a}: first_non_cleared() = {nc} is more than last_non_empty() + 1 = {ne + 1}"
+    return None
+
+
+def _markers_valid(state: Any, logs: list[_Log] | None = None) -> tuple[bool, str | None]:
+    for log in logs if logs is not None else _logs(state):
+        problem = log.markers_problem()
+        if problem is not None:
+            return False, problem
     return True, None
 
 
-MARKERS_VALID = Predicate("Log markers valid", _guarded(_markers_valid))
+MARKERS_VALID = Predicate("Log markers valid", _guarded(_markers_valid), reads="servers")
 
 
-def _check_slot(state: Any, slot: int, markers: dict[Address, tuple[int, int]]) -> str | None:
+def _check_slot(logs: list[_Log], slot: int) -> str | None:
     """The first problem with ``slot`` across servers, or None."""
-    servers = state.servers
     chosen = None
     chosen_at: Address | None = None
     statuses = []
-    for server in servers:
-        a = server.address
-        nc, ne = markers[a]
-        status = _status(server, slot)
-        command = _call(server, "command", slot)
+    for log in logs:
+        a = log.address
+        nc, ne = log.markers()
+        status, command = log.slot(slot)
         statuses.append((status, command))
         if slot < nc and status is not CLEARED:
             return f"{a}: slot {slot} is below first_non_cleared() = {nc} but its status is {status.name}, not CLEARED"
@@ -133,7 +199,7 @@ def _check_slot(state: Any, slot: int, markers: dict[Address, tuple[int, int]]) 
         for status, command in statuses
         if status in (CHOSEN, CLEARED) or (status is ACCEPTED and (chosen_at is None or command == chosen))
     )
-    if votes * 2 <= len(servers):
+    if votes * 2 <= len(logs):
         if chosen_at is not None:
             return f"{describe(chosen)} chosen for slot {slot} without a majority accepting"
         return f"Slot {slot} cleared without a majority accepting"
@@ -145,25 +211,28 @@ def slot_valid(slot: int) -> Predicate:
     command, and a chosen or cleared slot backed by a majority."""
 
     def check(state: Any) -> tuple[bool, str | None]:
-        markers = {s.address: _markers(s) for s in state.servers}
-        problem = _check_slot(state, slot, markers)
+        logs = _logs(state)
+        for log in logs:
+            log.markers()
+        problem = _check_slot(logs, slot)
         return problem is None, problem
 
-    return Predicate(f"Logs consistent for slot {slot}", _guarded(check))
+    return Predicate(f"Logs consistent for slot {slot}", _guarded(check), reads="servers")
 
 
 def _logs_consistent(all_slots: bool) -> Any:
     def check(state: Any) -> tuple[bool, str | None]:
-        ok, detail = _markers_valid(state)
+        logs = _logs(state)
+        ok, detail = _markers_valid(state, logs)
         if not ok:
             return ok, detail
-        markers = {s.address: _markers(s) for s in state.servers}
-        if not markers:
+        if not logs:
             return True, None
-        first = 1 if all_slots else min(nc for nc, _ in markers.values())
-        last = max(ne for _, ne in markers.values())
+        markers = [log.markers() for log in logs]
+        first = 1 if all_slots else min(nc for nc, _ in markers)
+        last = max(ne for _, ne in markers)
         for slot in range(first, last + 1):
-            problem = _check_slot(state, slot, markers)
+            problem = _check_slot(logs, slot)
             if problem is not None:
                 return False, problem
         return True, None
@@ -171,8 +240,8 @@ def _logs_consistent(all_slots: bool) -> Any:
     return _guarded(check)
 
 
-LOGS_CONSISTENT = Predicate("Active log slots consistent", _logs_consistent(False))
-LOGS_CONSISTENT_ALL_SLOTS = Predicate("Non-empty log slots consistent", _logs_consistent(True))
+LOGS_CONSISTENT = Predicate("Active log slots consistent", _logs_consistent(False), reads="servers")
+LOGS_CONSISTENT_ALL_SLOTS = Predicate("Non-empty log slots consistent", _logs_consistent(True), reads="servers")
 
 
 def _server(state: Any, address: Address) -> Any:
@@ -189,7 +258,7 @@ def has_status(address: Address, slot: int, status: PaxosLogSlotStatus) -> Predi
         found = _status(_server(state, address), slot)
         return found is status, None if found is status else f"{address} has slot {slot} {found.name}"
 
-    return Predicate(f"{address} has slot {slot} {status.name}", _guarded(check))
+    return Predicate(f"{address} has slot {slot} {status.name}", _guarded(check), reads="servers")
 
 
 def has_command(address: Address, slot: int, command: Any) -> Predicate:
@@ -199,4 +268,4 @@ def has_command(address: Address, slot: int, command: Any) -> Predicate:
         found = _call(_server(state, address), "command", slot)
         return found == command, None if found == command else f"{address} has {describe(found)} in slot {slot}"
 
-    return Predicate(f"{address} has {describe(command)} in slot {slot}", _guarded(check))
+    return Predicate(f"{address} has {describe(command)} in slot {slot}", _guarded(check), reads="servers")

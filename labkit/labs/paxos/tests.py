@@ -382,7 +382,7 @@ def quorum_checking_search(t: TestContext) -> None:
     start = search_system(t, 5, [Workload.of([x]), Workload.of([y])])
 
     def any_server(name: str, test: Callable[[Any], bool]) -> Predicate:
-        return Predicate(name, lambda state: any(test(s) for s in state.servers))
+        return Predicate(name, lambda state: any(test(s) for s in state.servers), reads="servers")
 
     def base_settings() -> SearchSettings:
         settings = SearchSettings(invariants=[slot_valid(1)], max_states=150_000)
@@ -392,7 +392,7 @@ def quorum_checking_search(t: TestContext) -> None:
 
     settings = base_settings()
     settings.add_prune(Predicate("server1 or server2 has slot 1 non-empty",
-                                 lambda st: any(st.node(a).status(1) is not EMPTY for a in (s1, s2))))
+                                 lambda st: any(st.node(a).status(1) is not EMPTY for a in (s1, s2)), reads="servers"))
     settings.add_prune(has_command(s4, 1, y), has_command(s5, 1, x))
     # client1 talks only to server4, client2 only to server5.
     for c, s in ((c1, s4), (c2, s5)):
@@ -440,6 +440,7 @@ def logs_with_holes_search(t: TestContext) -> None:
     hole = Predicate(
         "some server has slot 2 chosen while slot 1 is not",
         lambda st: any(s.status(2) is CHOSEN and s.status(1) in (ACCEPTED, EMPTY) for s in st.servers),
+        reads="servers",
     )
     settings.add_goal(hole)
     result = t.bfs(start, settings)
