@@ -52,6 +52,8 @@ __all__ = [
     "RecordEnum",
     "class_name",
     "WireValue",
+    "NodeState",
+    "attribute_digest",
     "trust_module",
     "type_name",
 ]
@@ -808,9 +810,158 @@ class WireValue:
 _UNSET: Any = object()
 
 
+# --------------------------------------------------------------------------
+# Node states held by a search: encoded attribute by attribute
+# --------------------------------------------------------------------------
+
+_MASK = (1 << 64) - 1
+
+
+def attribute_digest(name: str, text: str) -> int:
+    """The digest of one attribute: its name's encoding and its value's encoding."""
+    return text_fingerprint(name + ":" + text)
+
+
+class _Shape:
+    """What node states of one class and one set of attributes share: the encoding's head,
+    the attribute names (encoded, in encoding order) and where each one is."""
+
+    __slots__ = ("head", "names", "index", "class_fp")
+
+    def __init__(self, head: str, names: tuple[str, ...]) -> None:
+        self.head = head
+        self.names = names
+        self.index = {n: i for i, n in enumerate(names)}
+        self.class_fp = text_fingerprint(head)
+
+
+_SHAPES: dict[tuple[str, tuple[str, ...]], _Shape] = {}
+
+
+def _shape(head: str, names: tuple[str, ...]) -> _Shape:
+    key = (head, names)
+    shape = _SHAPES.get(key)
+    if shape is None:
+        if len(_SHAPES) >= MAX_CLASSES:
+            raise WireError(f"nodes had more than {MAX_CLASSES:,} different sets of attributes")
+        shape = _SHAPES[key] = _Shape(head, names)
+    return shape
+
+
+class NodeState:
+    """A node's state as a search holds it: the encoding of each attribute, shared with the
+    states it was derived from. Its fingerprint sums the attributes' digests, so a state
+    derived by changing one attribute costs the digest of that attribute alone; the text is
+    the canonical encoding of the whole node (:func:`encode`), built when needed.
+    Equal encodings make equal fingerprints, however the state was obtained."""
+
+    __slots__ = ("shape", "texts", "total", "fp", "_value")
+
+    def __init__(self, shape: _Shape, texts: tuple[str, ...], total: int) -> None:
+        self.shape = shape
+        self.texts = texts
+        self.total = total
+        self.fp = hash((shape.class_fp, total))
+        self._value: Any = _UNSET
+
+    @classmethod
+    def from_text(cls, text: str) -> "NodeState":
+        """The state whose canonical encoding is ``text`` (an object's, ``["A", class, ...]``)."""
+        data = _parse(text)
+        if type(data) is not list or len(data) < 2 or data[0] != "A" or type(data[1]) is not str or len(data) % 2:
+            raise WireError("a node's state must be encoded as an object")
+        _split_class(data[1])
+        names = tuple(data[2::2])
+        if not all(type(n) is str for n in names):
+            raise WireError("malformed encoding: an attribute name that is not a string")
+        return cls.of(data[1], {n: _canonical(v) for n, v in zip(names, data[3::2])})
+
+    @classmethod
+    def of(cls, qualified: str, attributes: dict[str, str]) -> "NodeState":
+        """The state of a node of class ``qualified`` whose attributes encode to ``attributes``."""
+        pairs = sorted((_dumps_str(n), t) for n, t in attributes.items())
+        shape = _shape('["A",' + _dumps_str(qualified), tuple(n for n, _ in pairs))
+        texts = tuple(t for _, t in pairs)
+        return cls(shape, texts, sum(attribute_digest(n, t) for n, t in pairs) & _MASK)
+
+    def derive(self, changed: Iterable[tuple[str, str]], gone: Iterable[str] = ()) -> "NodeState":
+        """This state with the attributes ``changed`` set (name, encoding) and ``gone`` removed."""
+        shape = self.shape
+        changed = [(_dumps_str(n), t) for n, t in changed]
+        gone = [_dumps_str(n) for n in gone]
+        total = self.total
+        if not gone and all(n in shape.index for n, _ in changed):
+            texts = list(self.texts)
+            for name, text in changed:
+                i = shape.index[name]
+                total += attribute_digest(name, text) - attribute_digest(name, texts[i])
+                texts[i] = text
+            return NodeState(shape, tuple(texts), total & _MASK)
+        attributes = dict(zip(shape.names, self.texts))
+        for name in gone:
+            old = attributes.pop(name, None)
+            if old is not None:
+                total -= attribute_digest(name, old)
+        for name, text in changed:
+            old = attributes.get(name)
+            if old is not None:
+                total -= attribute_digest(name, old)
+            attributes[name] = text
+            total += attribute_digest(name, text)
+        names = tuple(sorted(attributes))
+        return NodeState(_shape(shape.head, names), tuple(attributes[n] for n in names), total & _MASK)
+
+    def attributes(self) -> dict[str, str]:
+        """Attribute name to encoding."""
+        return {json.loads(n): t for n, t in zip(self.shape.names, self.texts)}
+
+    @property
+    def text(self) -> str:
+        return self.shape.head + "".join(["," + n + "," + t for n, t in zip(self.shape.names, self.texts)]) + "]"
+
+    @property
+    def value(self) -> Any:
+        if self._value is _UNSET:
+            self._value = decode_data(self.text)
+        return self._value
+
+    @property
+    def type_name(self) -> str:
+        return type(self.value).__name__
+
+    def __eq__(self, other: object) -> bool:
+        if type(other) is NodeState:
+            return other.fp == self.fp and other.texts == self.texts and other.shape is self.shape  # type: ignore[attr-defined]
+        if type(other) is WireValue:
+            return other.text == self.text  # type: ignore[attr-defined]
+        return NotImplemented
+
+    def __hash__(self) -> int:
+        return self.fp
+
+    def __len__(self) -> int:
+        return len(self.shape.head) + 1 + sum(len(n) + len(t) + 2 for n, t in zip(self.shape.names, self.texts))
+
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("__") or name in NodeState.__slots__:
+            raise AttributeError(name)
+        return getattr(self.value, name)
+
+    def __lk_repr__(self) -> str:
+        return canonical_repr(self.value)
+
+    def __repr__(self) -> str:
+        return self.__lk_repr__()
+
+
+def _canonical(data: Any) -> str:
+    """The canonical text of a parsed encoding (encodings are JSON written without spaces)."""
+    return json.dumps(data, separators=(",", ":"))
+
+
 def type_name(value: Any) -> str:
     """The class name of a value, looking inside an encoded one (``P2a``, not ``WireValue``)."""
-    if type(value) is WireValue:
+    if type(value) is WireValue or type(value) is NodeState:
         try:
             return value.type_name
         except WireError:

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from labkit.node import Address, Effects, LabkitError, current_effects
-from labkit.wire import WireError, WireValue, decode_data, decode_parsed, encode
+from labkit.wire import NodeState, WireError, WireValue, decode_data, decode_parsed, encode
 
 if TYPE_CHECKING:
     from labkit.judge.session import Session
@@ -154,45 +154,75 @@ class Outcome:
     """One handled event (or ``init``, or a call): messages sent, timers set, observations, error, state."""
 
     __slots__ = ("sends", "timers", "obs", "obs_after", "followed", "error", "phase", "state", "before", "printed",
-                 "out")
+                 "out", "same", "missing", "changed", "gone")
 
     def __init__(self, reply: dict[str, Any], payloads: list[str], values: dict[int, WireValue]) -> None:
-        def value(index: Any) -> WireValue:
-            if type(index) is not int or not 0 <= index < len(payloads):
-                raise StudentError("the worker's answer refers to a value it did not send")
-            found = values.get(index)
-            if found is None:
-                found = values[index] = WireValue(payloads[index])
-            return found
-
-        error = reply.get("error")
-        self.error: dict[str, Any] | None = error if isinstance(error, dict) else None
-        self.phase = reply.get("phase")
+        self.error: dict[str, Any] | None = None
+        self.phase = None
         self.sends: list[tuple[Address, WireValue]] = []
         self.timers: list[tuple[WireValue, int, int]] = []
+        self.obs: Observations | None = None
+        self.obs_after: Observations | None = None
+        self.followed = False
+        self.state: WireValue | NodeState | None = None
+        self.before: WireValue | None = None
+        self.printed = 0
+        self.out = ""
+        # A search step's new state: unchanged, or the attributes that changed (see resolve()).
+        self.same = False
+        self.missing = False
+        self.changed: list[tuple[str, str]] = []
+        self.gone: list[str] = []
         try:
-            for to, index in reply.get("sends", []):
-                if not isinstance(to, str) or not to:
-                    raise StudentError(f"a message was sent to {to!r}, which is not an address")
-                address = _ADDRESSES.get(to)
-                if address is None:
-                    address = _ADDRESSES[to] = Address(to)
-                self.sends.append((address, value(index)))
-            for index, low, high in reply.get("timers", []):
-                if type(low) is not int or type(high) is not int or low < 1 or high < low:
-                    raise StudentError(f"a timer was set for {low!r} to {high!r} ms: timers last at least 1 ms "
-                                       "and the minimum may not exceed the maximum")
-                self.timers.append((value(index), low, high))
+            for key, item in reply.items():
+                if key == "sends":
+                    self.sends = [(_address(to), _value(index, payloads, values)) for to, index in item]
+                elif key == "timers":
+                    self.timers = [(_value(index, payloads, values), _millis(low), _millis(high, low))
+                                   for index, low, high in item]
+                elif key == "same":
+                    self.same = item is True
+                elif key == "attrs":
+                    self.changed = [(_name(name), _text(index, payloads)) for name, index in item]
+                elif key == "obs":
+                    self.obs = _observations(item, payloads)
+                elif key == "error":
+                    self.error = item if isinstance(item, dict) else None
+                elif key == "gone":
+                    self.gone = [_name(name) for name in item]
+                elif key == "obs_after":
+                    self.obs_after = _observations(item, payloads)
+                elif key == "followed":
+                    self.followed = bool(item)
+                elif key == "state":
+                    self.state = _value(item, payloads, values)
+                elif key == "before":
+                    self.before = _value(item, payloads, values)
+                elif key == "missing":
+                    self.missing = item is True
+                elif key == "phase":
+                    self.phase = item
+                elif key == "printed":
+                    self.printed = item if type(item) is int and item >= 0 else 0
+                elif key == "out":
+                    self.out = _text(item, payloads)
         except (TypeError, ValueError) as malformed:
             raise StudentError(f"the worker's answer is malformed: {malformed}") from None
-        self.obs = _observations(reply.get("obs"), payloads)
-        self.obs_after = _observations(reply.get("obs_after"), payloads) if "obs_after" in reply else None
-        self.followed = bool(reply.get("followed"))
-        self.state = value(reply["state"]) if "state" in reply else None
-        self.before = value(reply["before"]) if "before" in reply else None
-        printed = reply.get("printed", 0)
-        self.printed = printed if type(printed) is int and printed >= 0 else 0
-        self.out = payloads[reply["out"]] if type(reply.get("out")) is int and 0 <= reply["out"] < len(payloads) else ""
+
+    def resolve(self, node: "SnapshotNode") -> None:
+        """Make ``state`` (and ``obs``) those after a search step of ``node``: the judge builds the
+        new state from ``node``'s and the attributes the worker says changed, and fingerprints it."""
+        if self.state is not None:
+            if type(self.state) is not NodeState:
+                self.state = NodeState.from_text(self.state.text)
+        elif self.error is not None and self.error.get("state"):
+            return  # the new state could not be encoded: there is none
+        elif self.same or not (self.changed or self.gone):
+            self.state = node.value
+            if self.obs is None and self.error is None:
+                self.obs = node.obs
+        else:
+            self.state = node.value.derive(self.changed, self.gone)
 
     def apply(self, address: Address, effects: Effects) -> None:
         """Add what the node did to the current event's effects."""
@@ -204,6 +234,51 @@ class Outcome:
     def raise_error(self) -> None:
         if self.error is not None:
             raise remote_exception(self.error)
+
+
+def _address(name: Any) -> Address:
+    address = _ADDRESSES.get(name) if type(name) is str else None
+    if address is None:
+        if not isinstance(name, str) or not name:
+            raise StudentError(f"a message was sent to {name!r}, which is not an address")
+        address = _ADDRESSES[name] = Address(name)
+    return address
+
+
+def _text(index: Any, payloads: list[str]) -> str:
+    if type(index) is not int or not 0 <= index < len(payloads):
+        raise StudentError("the worker's answer refers to a value it did not send")
+    return payloads[index]
+
+
+_VALUES: dict[str, WireValue] = {}  # messages and timers by their text: a search sends the same ones again and again
+_VALUES_LIMIT = 200_000
+
+
+def _value(index: Any, payloads: list[str], values: dict[int, WireValue]) -> WireValue:
+    found = values.get(index)
+    if found is None:
+        text = _text(index, payloads)
+        found = _VALUES.get(text)
+        if found is None:
+            if len(_VALUES) >= _VALUES_LIMIT:
+                _VALUES.clear()
+            found = _VALUES[text] = WireValue(text)
+        values[index] = found
+    return found
+
+
+def _millis(value: Any, low: Any = 1) -> int:
+    if type(value) is not int or value < low or value < 1:
+        raise StudentError(f"a timer was set to last {value!r} ms: timers last at least 1 ms and the minimum "
+                           "may not exceed the maximum")
+    return value
+
+
+def _name(name: Any) -> str:
+    if not isinstance(name, str):
+        raise StudentError("the worker's answer names an attribute by something else than a string")
+    return name
 
 
 _NO_ARGS = '["T"]'
@@ -265,6 +340,10 @@ class Observations:
         self._texts = texts
         self._table: dict[tuple[str, str], list[Any]] | None = None
         self._missing: frozenset[str] = frozenset()
+
+    def same_as(self, other: "Observations") -> bool:
+        """Whether both hold the very same answers (as sent)."""
+        return self._texts == other._texts
 
     def _entries(self) -> dict[tuple[str, str], list[Any]]:
         table = self._table
@@ -577,7 +656,7 @@ class SnapshotNode(NodeHandle):
 
     __slots__ = ("value", "obs", "_asker", "observer")
 
-    def __init__(self, address: Address, qualified: str, role: str, queries: frozenset[str], value: WireValue,
+    def __init__(self, address: Address, qualified: str, role: str, queries: frozenset[str], value: NodeState,
                  obs: Observations | None, observer: str | None, asker: Any) -> None:
         self.address = address
         self.qualified = qualified
@@ -595,7 +674,7 @@ class SnapshotNode(NodeHandle):
     def memo_key(self) -> Any:
         return (self.address, self.value.fp)
 
-    def with_state(self, value: WireValue, obs: Observations | None) -> "SnapshotNode":
+    def with_state(self, value: NodeState, obs: Observations | None) -> "SnapshotNode":
         return SnapshotNode(self.address, self.qualified, self.role, self.queries, value, obs, self.observer,
                             self._asker)
 

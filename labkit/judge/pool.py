@@ -3,10 +3,12 @@
 A search asks for many steps at once (a frontier's successors, the next
 steps of many random probes). :class:`StepPool` splits them over the
 session's search workers, sending each step to the worker that produced its
-state when it can (that worker still has the state live and need not rebuild
-it), collects the outcomes, and replays the steps chosen for checking in the
-checker worker from their encoded state: a different outcome is a handler
-that is not a function of the node's state.
+node's state (that worker still has the node live, so the state is not sent;
+should it have let the node go, it says so and the step goes again with the
+state), collects the outcomes, builds each new state from the attributes
+the step changed, and replays the steps chosen for checking in the checker
+worker from their encoded state: a different outcome is a handler that is
+not a function of the node's state.
 
 Every step's outcome is a pure function of the state and the event, so which
 worker ran it, and in which batch, never changes a search's result.
@@ -15,13 +17,12 @@ worker ran it, and in which batch, never changes a search's result.
 from __future__ import annotations
 
 import select
-from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any, NamedTuple, Sequence
 
 from labkit.judge.nodes import NO_OBSERVATIONS, Observations, Outcome, SnapshotNode
 from labkit.judge.session import CHECKER, NondeterminismError, Session, differences
 from labkit.judge.worker import WorkerProcess
-from labkit.wire import WireValue, encode
+from labkit.wire import NodeState, WireValue, encode
 
 __all__ = ["StepPool", "StepRequest", "BATCH"]
 
@@ -29,8 +30,7 @@ BATCH = 256  # steps sent to one worker at a time
 _HOMES_LIMIT = 1_000_000
 
 
-@dataclass(frozen=True)
-class StepRequest:
+class StepRequest(NamedTuple):
     """One step for a worker: ``node`` handles a message or timer (``item``, from ``detail``,
     the sender's name) or a method call (``detail`` the method, ``item`` its encoded arguments);
     ``follow`` is a call to make in the same step if a result arrived (a client worker's next command)."""
@@ -58,13 +58,15 @@ class _Batch:
             self.payloads.append(text)
         return i
 
-    def step(self, position: int, request: StepRequest, fresh: bool) -> None:
+    def step(self, position: int, request: StepRequest, fresh: bool, with_state: bool = True) -> None:
+        """Add a step; its node's state is sent only ``with_state`` (or ``fresh``, to replay it)."""
         node = request.node
         follow = None
         if request.follow is not None:
             follow = [request.follow[0], self.add(encode(request.follow[1]))]
-        self.ops.append(["step", node.value.fp, self.add(node.value.text), request.kind, request.detail,
-                         self.add(request.item.text), node.observer, follow, fresh])
+        state = self.add(node.value.text) if with_state or fresh else -1
+        self.ops.append(["step", node.value.fp, state, request.kind, request.detail, self.add(request.item.text),
+                         node.observer, follow, fresh])
         self.positions.append(position)
 
 
@@ -95,22 +97,29 @@ class StepPool:
         """The outcomes of ``requests``, in order; those with ``check`` set are replayed in the checker."""
         workers = self.workers
         n = len(workers)
-        batches: list[list[_Batch]] = [[] for _ in range(n)]
-        for position, request in enumerate(requests):
-            fp = request.node.value.fp
-            w = self.homes.get(fp)
-            if w is None or w >= n:
-                w = fp % n
-            queue = batches[w]
-            if not queue or len(queue[-1].ops) >= BATCH:
-                queue.append(_Batch())
-            queue[-1].step(position, request, False)
         outcomes: list[Outcome | None] = [None] * len(requests)
-        self._exchange(workers, batches, outcomes, requests)
+        self._ran_on = [0] * len(requests)
+        todo = range(len(requests))
+        while todo:
+            batches: list[list[_Batch]] = [[] for _ in range(n)]
+            for position in todo:
+                request = requests[position]
+                fp = request.node.value.fp
+                w = self.homes.get(fp)
+                home = w is not None and w < n
+                if not home:
+                    w = fp % n
+                queue = batches[w]
+                if not queue or len(queue[-1].ops) >= BATCH:
+                    queue.append(_Batch())
+                queue[-1].step(position, request, False, with_state=not home or outcomes[position] is not None)
+            self._exchange(workers, batches, outcomes, requests)
+            todo = [p for p in todo if outcomes[p].missing]  # type: ignore[union-attr]
         for position, outcome in enumerate(outcomes):
             assert outcome is not None
-            if outcome.state is not None:
-                self.homes[outcome.state.fp] = self._ran_on[position]
+            outcome.resolve(requests[position].node)
+            if not outcome.same:
+                self.homes[outcome.state.fp] = self._ran_on[position]  # type: ignore[union-attr]
         if len(self.homes) > _HOMES_LIMIT:
             self.homes.clear()
         chosen = [p for p, c in enumerate(check) if c]
@@ -122,7 +131,6 @@ class StepPool:
     def _exchange(self, workers: list[WorkerProcess], batches: list[list[_Batch]], outcomes: list[Outcome | None],
                   requests: Sequence[StepRequest]) -> None:
         """Keep every worker busy with its batches until all are answered."""
-        self._ran_on = [0] * len(outcomes)
         pending = {w: 0 for w in range(len(workers)) if batches[w]}
         for w in pending:
             self._send(workers[w], batches[w][0])
@@ -206,7 +214,12 @@ class StepPool:
         replies, payloads = self.session.request(worker, batch.ops, batch.payloads, steps=len(batch.ops),
                                                  doing="making the initial nodes")
         values: dict[int, WireValue] = {}
-        return [Outcome(r, payloads, values) for r in replies]
+        outcomes = [Outcome(r, payloads, values) for r in replies]
+        for outcome in outcomes:
+            if outcome.state is not None:
+                outcome.state = NodeState.from_text(outcome.state.text)
+                self.homes[outcome.state.fp] = 0
+        return outcomes
 
     def call(self, node: SnapshotNode, method: str, args: tuple) -> Outcome:
         """``node`` calls ``method(*args)`` (a client's ``send_command``) as one step."""

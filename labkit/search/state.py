@@ -145,6 +145,7 @@ class System:
         self.client_indices = tuple(self.index[a] for a in clients)
         self.session = session
         self.cache: dict[tuple[int, int, int], _Transition] = {}
+        self.snapshots: dict[tuple[int, int], SnapshotNode] = {}
         self.check_every = check_every
         self._first_checks: dict[int, int] = {}
         self.steps_executed = 0
@@ -243,7 +244,7 @@ class System:
         extra: list[tuple[Any, Any, int, int]] = []
         if isinstance(node, ClientWorker):
             client = node.client
-            new_client = client.with_state(outcome.state or client.value, outcome.obs_after or outcome.obs)
+            new_client = self._snapshot(i, client, outcome.state, outcome.obs_after or outcome.obs)
             new = node.copy()
             new.client = new_client
             if failure is None:
@@ -262,10 +263,27 @@ class System:
                     _active.pop()
                 extra = [(address, self._encoded_timer(t), lo, hi) for _, t, lo, hi in effects.timers]
         else:
-            new = node.with_state(outcome.state or node.value, outcome.obs)
+            new = self._snapshot(i, node, outcome.state, outcome.obs)
         sends = self._envelopes([(address, to, m) for to, m in outcome.sends])
         timers = self._entries([(address, t, lo, hi) for t, lo, hi in outcome.timers] + extra)
         return _Transition(new, new.fp, sends, timers, failure)
+
+    def _snapshot(self, i: int, node: SnapshotNode, state: Any, obs: Any) -> SnapshotNode:
+        """Node ``i`` in ``state`` after a step of ``node``: ``node`` itself if nothing changed, else
+        the one snapshot of that state (shared by every transition that reaches it)."""
+        if state is None or (state is node.value and (obs is node.obs or (obs is not None and obs.same_as(node.obs)))):
+            return node
+        if state is node.value:  # the same state answering differently (the checker's replays tell)
+            return node.with_state(state, obs)
+        if obs is None and node.observer is not None:  # a step that raised: nothing observed
+            return node.with_state(state, obs)
+        key = (i, state.fp)
+        found = self.snapshots.get(key)
+        if found is None or found.value != state:
+            if len(self.snapshots) >= _CACHE_LIMIT:
+                self.snapshots.clear()
+            found = self.snapshots[key] = node.with_state(state, obs)
+        return found
 
     def _encoded_timer(self, timer: Any) -> WireValue:
         return as_wire(timer)
@@ -500,10 +518,12 @@ class SearchState:
         timer, _, _, efp = self.queues[i][pos]
         return i, self.node_list[i], self.node_fps[i], timer, efp, _TIMER_KEY
 
-    def step_fp(self, event: tuple) -> tuple[int, tuple]:
-        """The successor's fingerprint, and what :meth:`build` needs to make it."""
-        i, node, fp, item, item_fp, sender = self.step_inputs(event)
-        t = self.system.transition(i, node, fp, item, item_fp, sender)
+    def step_fp(self, event: tuple, inputs: tuple | None = None, t: _Transition | None = None) -> tuple[int, tuple]:
+        """The successor's fingerprint, and what :meth:`build` needs to make it (``inputs``, the
+        event's :meth:`step_inputs`, and ``t``, its transition, when the caller has them)."""
+        i, node, fp, item, item_fp, sender = inputs or self.step_inputs(event)
+        if t is None:
+            t = self.system.transition(i, node, fp, item, item_fp, sender)
         queue = self.queues[i]
         if event[0] == 1:
             pos = event[2]

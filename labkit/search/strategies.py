@@ -293,16 +293,20 @@ class _Prober:
         state = self.start
         walked: list[tuple[SearchState, tuple]] = []
         deliveries = state.message_events(can)  # kept up to date as the walk adds envelopes
+        timers = state.timer_events(timers_on)  # recomputed when a step changes a timer queue
         while True:
-            events = deliveries + state.timer_events(timers_on) if state.failure is None else []
+            events = deliveries + timers if state.failure is None else []
             chosen = None
             while events:
                 k = rng.randrange(len(events))
                 event = events[k]
                 inputs = state.step_inputs(event)
-                while (inputs[2], inputs[5], inputs[4]) not in cache:
+                key = (inputs[2], inputs[5], inputs[4])
+                transition = cache.get(key)
+                while transition is None:
                     yield inputs
-                child = state.step(event)
+                    transition = cache.get(key)
+                child = state.build(state.step_fp(event, inputs, transition)[1])
                 kind, outcome, detail = classify(child)
                 if kind != _PRUNED:
                     chosen = child
@@ -315,6 +319,8 @@ class _Prober:
             progress[number] = len(walked)
             if chosen.envs is not state.envs:
                 deliveries = deliveries + chosen.message_events(can, len(state.envs))
+            if chosen.fireable is not state.fireable:
+                timers = chosen.timer_events(timers_on)
             state = chosen
             if kind == _TERMINAL:
                 path = [s.event_value(e) for s, e in walked]

@@ -19,7 +19,7 @@ from labkit.judge.worker import WorkerFailure
 from labkit.node import Address, LabkitError
 from labkit.search.state import Event, HandlerFailure, SearchState, as_wire
 from labkit.values import brief, canonical_repr
-from labkit.wire import Record, WireError, WireValue, decode_data, encode
+from labkit.wire import NodeState, Record, WireError, WireValue, decode_data, encode
 
 __all__ = ["Trace", "TraceError", "replay", "minimize", "reorder", "TRACE_FORMAT", "TRACE_VERSION"]
 
@@ -465,7 +465,7 @@ def _node_from_json(data: dict[str, Any], session: Any) -> tuple[str, Any]:
     state = data["state"]
     decode_data(state)
     snapshot = SnapshotNode(address, str(data["class"]), "client" if role in ("worker", "client") else role,
-                            _queries(role, session), WireValue(state), None, _observer(role, session), None)
+                            _queries(role, session), NodeState.from_text(state), None, _observer(role, session), None)
     if role != "worker":
         return role, snapshot
     info = data["worker"]

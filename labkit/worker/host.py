@@ -3,10 +3,12 @@
 A worker is a boxed process (see :mod:`labkit.worker.box`) that imports the
 student's module and answers the judge's requests. It keeps two kinds of
 nodes: *live* nodes of a simulated run, changed in place by each event, and
-a cache of search states by fingerprint, copied before each step. Whatever
-a node does (messages sent, timers set, its new state, what its query
-methods answer) goes back as canonical encodings (:mod:`labkit.wire`); the
-judge trusts none of it beyond its shape.
+the nodes of search states by fingerprint (:mod:`labkit.worker.snapshot`),
+copied before each step. Whatever a node does (messages sent, timers set,
+its new state, what its query methods answer) goes back as canonical
+encodings (:mod:`labkit.wire`); the judge trusts none of it beyond its shape.
+A search step's new state goes back as the attributes it changed (or word
+that nothing changed); the judge builds and fingerprints the state itself.
 
 Requests come in frames ``{"ops": [[op, ...], ...]}`` with payloads (encoded
 values referred to by index); the reply is ``{"replies": [...],
@@ -32,26 +34,27 @@ from typing import Any, Callable
 
 import labkit
 from labkit.channel import Channel
-from labkit.node import Address, Effects, Node, _active, copy_node
+from labkit.node import Address, Effects, Node, _active
 from labkit.values import UnsupportedValueError
 from labkit.wire import (
     _ENCODERS,
     LiveDecoder,
+    NodeState,
     ValueCache,
     WireError,
     class_name,
     decode_live,
     encode,
     field_names,
-    text_fingerprint,
 )
+from labkit.worker.snapshot import Kept, state_of
 
 __all__ = ["Host", "observe_client", "OUTPUT_KEPT", "MESSAGE_LIMIT"]
 
 OUTPUT_KEPT = 20_000  # characters of printed output a worker sends back over its lifetime
 MESSAGE_LIMIT = 2_000  # characters of an exception message sent back
 TRACE_LIMIT = 6_000  # characters of a traceback sent back
-SEARCH_CACHE = 20_000  # search states kept live for the next steps
+SEARCH_CACHE = 20_000  # search nodes kept live for the next steps
 _LABKIT_DIR = str(Path(labkit.__file__).resolve().parent)
 
 
@@ -247,7 +250,7 @@ class Host:
     def __init__(self, channel: Channel) -> None:
         self.channel = channel
         self.live: dict[str, Node] = {}
-        self.cache: OrderedDict[int, Node] = OrderedDict()
+        self.cache: OrderedDict[int, Kept] = OrderedDict()
         self.decoder = LiveDecoder()
         self.items = ValueCache(self.decoder)
         self.solution: Any = None
@@ -407,13 +410,22 @@ class Host:
 
     def op_step(self, op: list, payloads: list[str], out: _Payloads) -> dict[str, Any]:
         """``["step", fp, state, kind, sender, item, observer, follow, fresh]``: a copy of the
-        state ``fp`` handles one event. ``fresh`` rebuilds the state from its encoding
-        instead of the cache (how the judge checks that a step depends on the state alone)."""
+        search node ``fp`` handles one event; the reply names the attributes that changed
+        (``same`` if none did). ``state`` (-1 for none) is the node's encoding, sent when the
+        worker may not have the node (else the reply may be ``missing``). ``fresh`` rebuilds
+        the node from its encoding in a freshly reset module and sends the whole new state back
+        (how the judge checks that a step depends on the node's state alone)."""
         _, fp, state_index, kind, sender, item_index, observer, follow, fresh = op
-        node = self._searched(fp, payloads[state_index], fresh)
         item = payloads[item_index] if kind in ("message", "timer") else self._decode(payloads[item_index])
-        return self._run(copy_node(node), kind, sender, item, observer, self._follow(follow, payloads), out,
-                         state=True, keep=True)
+        follow_call = self._follow(follow, payloads)
+        if fresh:
+            self.pristine.restore()
+            node = self._decode_node(payloads[state_index])
+            return self._run(node, kind, sender, item, observer, follow_call, out, state=True)
+        kept = self._kept(fp, payloads[state_index] if state_index >= 0 else None)
+        if kept is None:
+            return {"missing": True}
+        return self._search_step(kept, kind, sender, item, observer, follow_call, out)
 
     def op_start(self, op: list, payloads: list[str], out: _Payloads) -> dict[str, Any]:
         """``["start", class, args, observer]`` or ``["start", None, state, observer]``: a search's
@@ -421,6 +433,7 @@ class Host:
         _, qualified, data_index, observer = op
         if qualified is None:
             node = self._decode_node(payloads[data_index])
+            reply = self._run(node, "init", None, None, observer, None, out, state=True)
         else:
             reply = self.op_new(["new", "_start", qualified, data_index, observer], payloads, out)
             if "error" in reply:
@@ -429,10 +442,10 @@ class Host:
             text = self._encode_state(node)
             if isinstance(text, dict):
                 return text
-            self._remember(text, node)
             reply["state"] = out.add(text)
-            return reply
-        return self._run(node, "init", None, None, observer, None, out, state=True, keep=True)
+        if "state" in reply:
+            self._keep(Kept(node, state_of(node)))
+        return reply
 
     def op_observe(self, op: list, payloads: list[str], out: _Payloads) -> dict[str, Any]:
         """``["observe", target, observer]``: what the observer reports of a node now."""
@@ -459,7 +472,9 @@ class Host:
     def _target(self, target: list, payloads: list[str]) -> Node:
         if target[0] == "key":
             return self._live(target[1])
-        return self._searched(target[1], payloads[target[2]], False)
+        kept = self._kept(target[1], payloads[target[2]])
+        assert kept is not None
+        return kept.node
 
     def _decode(self, text: str) -> Any:
         try:
@@ -479,21 +494,26 @@ class Host:
             raise _Refused("the encoded state is not a node")
         return node
 
-    def _searched(self, fp: int, text: str, fresh: bool) -> Node:
-        if fresh:
-            self.pristine.restore()
-        node = None if fresh else self.cache.get(fp)
-        if node is None:
-            node = self._decode_node(text)
-            if not fresh:
-                self._remember(text, node, fp)
-        else:
+    def _kept(self, fp: int, text: str | None) -> Kept | None:
+        """The search node ``fp``: kept, or rebuilt from ``text`` (None if neither)."""
+        kept = self.cache.get(fp)
+        if kept is not None:
             self.cache.move_to_end(fp)
-        return node
+            return kept
+        if text is None:
+            return None
+        node = self._decode_node(text)
+        try:
+            state = NodeState.from_text(text)
+        except WireError as error:
+            raise _Refused(str(error)) from None
+        kept = Kept(node, state)
+        self._keep(kept, fp)
+        return kept
 
-    def _remember(self, text: str, node: Node, fp: int | None = None) -> None:
+    def _keep(self, kept: Kept, fp: int | None = None) -> None:
         cache = self.cache
-        cache[text_fingerprint(text) if fp is None else fp] = node
+        cache[kept.state.fp if fp is None else fp] = kept
         if len(cache) > SEARCH_CACHE:
             cache.popitem(last=False)
 
@@ -511,9 +531,13 @@ class Host:
                               "traceback": "", "function": "", "theirs": True, "state": True}}
 
     def _run(self, node: Node, kind: str, detail: Any, item: Any, observer: str | None,
-             follow: tuple[str, Any] | None, out: _Payloads, *, state: bool = False, keep: bool = False
-             ) -> dict[str, Any]:
+             follow: tuple[str, Any] | None, out: _Payloads, *, state: bool = False) -> dict[str, Any]:
         """Run one event (or ``init``, or a method call) on ``node`` and describe what it did."""
+        effects, error = self._handle(node, kind, detail, item)
+        return self._finish(node, effects, error, observer, follow, out, state=state)
+
+    def _handle(self, node: Node, kind: str, detail: Any, item: Any) -> tuple[Effects, dict[str, Any] | None]:
+        """Run one event (or ``init``, or a method call): what it did, and the error it raised."""
         effects = Effects(None)  # type: ignore[arg-type]
         error = None
         _active.append(effects)
@@ -532,12 +556,11 @@ class Host:
             error = describe_error(exc)
         finally:
             _active.pop()
-        return self._finish(node, effects, error, observer, follow, out, state=state, keep=keep)
+        return effects, error
 
-    def _finish(self, node: Node, effects: Effects, error: dict[str, Any] | None, observer: str | None,
-                follow: tuple[str, Any] | None, out: _Payloads, *, state: bool, keep: bool = False
-                ) -> dict[str, Any]:
-        reply: dict[str, Any] = {}
+    def _effects(self, reply: dict[str, Any], effects: Effects, error: dict[str, Any] | None, out: _Payloads
+                 ) -> dict[str, Any] | None:
+        """Put the messages sent and timers set in ``reply``; the error, if encoding them failed."""
         try:
             reply["sends"] = [[_receiver(r), out.add(encode(m))] for _, r, m in effects.sends]
             reply["timers"] = [[out.add(encode(t)), _millis(lo), _millis(hi)] for _, t, lo, hi in effects.timers]
@@ -545,6 +568,12 @@ class Host:
             error = error or {"type": type(exc).__name__, "message": _clip(str(exc), MESSAGE_LIMIT),
                               "traceback": "", "function": "", "theirs": True}
             reply["sends"], reply["timers"] = [], []
+        return error
+
+    def _finish(self, node: Node, effects: Effects, error: dict[str, Any] | None, observer: str | None,
+                follow: tuple[str, Any] | None, out: _Payloads, *, state: bool) -> dict[str, Any]:
+        reply: dict[str, Any] = {}
+        error = self._effects(reply, effects, error, out)
         if error is None and observer is not None:
             ask = self._observe(node, observer)
             reply["obs"] = out.add(ask.text())
@@ -566,9 +595,73 @@ class Host:
                 reply.setdefault("error", text["error"])
             else:
                 reply["state"] = out.add(text)
-                if keep:
-                    self._remember(text, node)
         return reply
+
+    def _search_step(self, kept: Kept, kind: str, detail: Any, item: Any, observer: str | None,
+                     follow: tuple[str, Any] | None, out: _Payloads) -> dict[str, Any]:
+        """One step of a search node on a copy: what it did, and what changed in its state."""
+        node = kept.copy()
+        effects, error = self._handle(node, kind, detail, item)
+        reply: dict[str, Any] = {}
+        error = self._effects(reply, effects, error, out)
+        changes, state_error = self._changes(kept, node)
+        obs: tuple[str, dict[str, Any]] | None = None
+        told = False  # whether the judge must be told what the queries answered
+        if error is None and observer is not None:
+            known = kept.obs if kept.obs is not None and kept.obs[0] == observer else None
+            if changes is None and known is not None and observer != "client":
+                obs = known[1], known[2]  # the same state answers the same
+            else:
+                # A client is asked after every step, as in a run: it is cheap, and a client whose
+                # answers do not follow from its state shows when the step is replayed.
+                ask = self._observe(node, observer)
+                obs = ask.text(), ask.answers
+                if changes is None and known is None and state_error is None:
+                    kept.obs = (observer, obs[0], obs[1])
+                told = changes is not None or known is None or obs[0] != known[1]
+            if follow is not None and obs[1].get("has_result") is True:
+                method, args = follow
+                effects, error = self._handle(node, "call", method, args)
+                more: dict[str, Any] = {}
+                error = self._effects(more, effects, error, out)
+                reply["sends"] += more["sends"]
+                reply["timers"] += more["timers"]
+                reply["followed"] = True
+                reply["obs"] = out.add(obs[0])
+                if error is None:
+                    ask = self._observe(node, observer)
+                    obs = ask.text(), ask.answers
+                    reply["obs_after"] = out.add(obs[0])
+                else:
+                    obs = None
+                changes, state_error = self._changes(kept, node)
+            elif told:
+                reply["obs"] = out.add(obs[0])
+        if error is not None or state_error is not None:
+            reply["error"] = error or state_error
+        if changes is None:
+            reply["same"] = True
+            return reply
+        changed, gone, _ = changes
+        reply["attrs"] = [[name, out.add(text)] for name, text in changed]
+        if gone:
+            reply["gone"] = gone
+        child = kept.child(node, changes)
+        if obs is not None and "error" not in reply:
+            child.obs = (observer, obs[0], obs[1])
+        self._keep(child)
+        return reply
+
+    def _changes(self, kept: Kept, node: Node) -> tuple[tuple[list[tuple[str, str]], list[str], set[str]] | None, Any]:
+        """What a step changed in a search node (None: nothing), and the error of a state that
+        cannot be encoded (such a step counts as changing nothing)."""
+        try:
+            return kept.changes(node), None
+        except (UnsupportedValueError, WireError, RecursionError):
+            text = self._encode_state(node)
+            if isinstance(text, dict):
+                return None, text["error"]
+            return kept.changes(node), None  # the whole node encodes: not a state problem after all
 
     def _observe(self, node: Node, observer: str) -> _Ask:
         ask = _Ask(node)
