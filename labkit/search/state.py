@@ -21,6 +21,8 @@ the node.
 
 from __future__ import annotations
 
+from array import array
+from bisect import bisect_left
 from dataclasses import dataclass
 from typing import Any, Iterable, Sequence
 
@@ -104,12 +106,105 @@ class _Transition:
         self.failure = failure
 
 
-def node_fp(node: Any) -> int:
-    """The fingerprint of a search node (a snapshot or a client worker)."""
-    return node.fp
-
-
 FIRST_CHECKED = 16  # the first steps of every node are all replayed: hidden state shows early
+_SHARED_LIMIT = 50_000  # parts kept for sharing before the tables start again
+
+
+class _Nodes:
+    """The nodes of a state, and their fingerprints."""
+
+    __slots__ = ("list", "fps")
+
+    def __init__(self, nodes: tuple, fps: tuple[int, ...]) -> None:
+        self.list = nodes
+        self.fps = fps
+
+
+class _Network:
+    """A set of envelopes ``(sender, receiver, message, message fp, envelope fp)``, in the order
+    they were first sent; its fingerprint is the sum of the envelopes'.
+
+    A network is either flat (all its envelopes, their fingerprints sorted in an array) or a
+    flat one with a few envelopes added (a step adds one or two): states share the flat part."""
+
+    __slots__ = ("base", "extra", "efps", "fp", "size")
+
+    def __init__(self, envs: tuple, base: "_Network | None" = None, fp: int | None = None) -> None:
+        self.base = base
+        self.extra = envs
+        if base is None:
+            self.efps: Any = array("Q", sorted([e[4] for e in envs]))
+            self.size = len(envs)
+            self.fp = sum(self.efps) & _MASK
+        else:
+            self.efps = tuple([e[4] for e in envs])
+            self.size = base.size + len(envs)
+            self.fp = fp
+
+    @property
+    def envs(self) -> tuple:
+        return self.extra if self.base is None else self.base.extra + self.extra
+
+    def envelope(self, k: int) -> tuple:
+        """The ``k``-th envelope."""
+        base = self.base
+        if base is None:
+            return self.extra[k]
+        n = base.size
+        return base.extra[k] if k < n else self.extra[k - n]
+
+    def has(self, efp: int) -> bool:
+        """Whether an envelope with fingerprint ``efp`` is in the set."""
+        base = self.base
+        if base is not None:
+            if efp in self.efps:
+                return True
+            return base.has(efp)
+        fps = self.efps
+        k = bisect_left(fps, efp)
+        return k < len(fps) and fps[k] == efp
+
+    def fingerprints(self) -> frozenset[int]:
+        return frozenset(self.efps) | (self.base.fingerprints() if self.base is not None else frozenset())
+
+    def after(self, added: tuple, fp: int) -> "_Network":
+        """This set with ``added`` (new envelopes, whose fingerprints make ``fp``) after its own."""
+        if self.base is None:
+            base, extra = self, added
+        else:
+            base, extra = self.base, self.extra + added
+        if len(extra) > _EXTRA_LIMIT:
+            return _Network(base.extra + extra)
+        return _Network(extra, base, fp)
+
+
+_EXTRA_LIMIT = 8  # envelopes a network adds to a shared flat one before it is flattened itself
+
+
+class _Timers:
+    """Every node's timer queue, with fingerprints and the positions that may fire."""
+
+    __slots__ = ("queues", "fps", "fireable")
+
+    def __init__(self, queues: tuple, fps: tuple[int, ...], fireable: tuple) -> None:
+        self.queues = queues
+        self.fps = fps
+        self.fireable = fireable
+
+
+def _queue_fp(queue: tuple) -> int:
+    return hash(tuple([e[3] for e in queue]))
+
+
+def _unique(envs: Iterable[tuple]) -> tuple:
+    """Envelopes without repeats, each where it first appears."""
+    unique: dict[int, tuple] = {}
+    for env in envs:
+        unique.setdefault(env[4], env)
+    return tuple(unique.values())
+
+
+_NO_ENVELOPES = _Network(())
 
 
 def _fireable(queue: tuple) -> tuple[int, ...]:
@@ -151,7 +246,10 @@ class System:
         self.steps_executed = 0
         self.root: SearchState | None = None  # the state the system was built for
         self._pool: Any = None
-        self._timer_texts: dict[int, WireValue] = {}
+        # Parts of states shared by every state that has them (see SearchState); kept while few.
+        self._node_sets: dict[tuple, _Nodes] = {}
+        self._networks: dict[tuple, _Network] = {}
+        self._timer_sets: dict[tuple, _Timers] = {}
 
     @property
     def pool(self) -> Any:
@@ -285,6 +383,41 @@ class System:
             found = self.snapshots[key] = node.with_state(state, obs)
         return found
 
+    # ---- parts shared between states ---------------------------------------------------
+
+    def nodes_of(self, nodes: tuple, fps: tuple[int, ...]) -> _Nodes:
+        """The one :class:`_Nodes` of these nodes (by their fingerprints)."""
+        table = self._node_sets
+        found = table.get(fps)
+        if found is None:
+            if len(table) >= _SHARED_LIMIT:
+                table.clear()
+            found = table[fps] = _Nodes(nodes, fps)
+        return found
+
+    def network_after(self, network: _Network, added: tuple, fp: int) -> _Network:
+        """``network`` with the envelopes ``added`` after its own (one object for equal arguments)."""
+        key = (network, tuple([e[4] for e in added]))
+        table = self._networks
+        found = table.get(key)
+        if found is None:
+            if len(table) >= _SHARED_LIMIT:
+                table.clear()
+            found = table[key] = network.after(added, fp)
+        return found
+
+    def timers_of(self, timers: _Timers, i: int, queue: tuple, queue_fp: int) -> _Timers:
+        """``timers`` with node ``i``'s queue replaced by ``queue``."""
+        fps = timers.fps[:i] + (queue_fp,) + timers.fps[i + 1:]
+        table = self._timer_sets
+        found = table.get(fps)
+        if found is None:
+            if len(table) >= _SHARED_LIMIT:
+                table.clear()
+            found = table[fps] = _Timers(timers.queues[:i] + (queue,) + timers.queues[i + 1:], fps,
+                                         timers.fireable[:i] + (_fireable(queue),) + timers.fireable[i + 1:])
+        return found
+
     def _encoded_timer(self, timer: Any) -> WireValue:
         return as_wire(timer)
 
@@ -322,10 +455,15 @@ _PACING_PREFIX = '["O","labkit.client:InterRequestTimer",'
 
 
 class SearchState:
-    """One state of the system under search. Immutable once built."""
+    """One state of the system under search. Immutable once built.
 
-    __slots__ = ("system", "node_list", "node_fps", "envs", "env_fps", "net_fp", "dropped", "dropped_fps",
-                 "dropped_fp", "queues", "queue_fps", "fireable", "fp", "depth", "failure", "origin")
+    A state is its nodes, its network, its set-aside messages and its timer
+    queues, each an object shared with every state that has the same one
+    (a step changes one node and adds to the network), so a state of its own
+    costs little more than its fingerprint.
+    """
+
+    __slots__ = ("system", "nodes_part", "net", "dropped_net", "timers_part", "fp", "depth", "failure", "origin")
 
     # ---- construction -----------------------------------------------------------
 
@@ -443,46 +581,80 @@ class SearchState:
         state.depth = 0
         state.failure = None
         state.origin = ()
-        state.node_list = tuple(nodes)
-        state.node_fps = tuple(n.fp for n in nodes)
-        unique: dict[int, tuple] = {}
-        for env in envs:
-            unique.setdefault(env[4], env)
-        state.envs = tuple(unique.values())
-        state.env_fps = frozenset(unique)
-        state.net_fp = sum(unique) & _MASK
-        state.dropped = tuple({e[4]: e for e in dropped}.values())
-        state.dropped_fps = frozenset(e[4] for e in state.dropped)
-        state.dropped_fp = sum(state.dropped_fps) & _MASK
-        state.queues = tuple(queues)
-        state.queue_fps = tuple(hash(tuple(e[3] for e in q)) for q in queues)
-        state.fireable = tuple(_fireable(q) for q in state.queues)
+        node_list = tuple(nodes)
+        state.nodes_part = _Nodes(node_list, tuple(n.fp for n in node_list))
+        state.net = _Network(_unique(envs))
+        state.dropped_net = _Network(_unique(dropped))
+        queues = tuple(queues)
+        state.timers_part = _Timers(queues, tuple(_queue_fp(q) for q in queues), tuple(_fireable(q) for q in queues))
         state.fp = state._fingerprint()
         system.root = state
         return state
 
+    def with_parts(self, parts: tuple, depth: int) -> "SearchState":
+        """The state of this one's search (and stage) at ``depth`` with ``parts``: its nodes,
+        network and timers, and its fingerprint (what sets it apart, a failure aside)."""
+        new = SearchState.__new__(SearchState)
+        new.system = self.system
+        new.nodes_part, new.net, new.timers_part, new.fp = parts
+        new.dropped_net = self.dropped_net
+        new.depth = depth
+        new.failure = None
+        new.origin = self.origin
+        return new
+
     def _fingerprint(self) -> int:
-        fp = hash((self.node_fps, self.net_fp, self.dropped_fp, self.queue_fps))
+        fp = hash((self.nodes_part.fps, self.net.fp, self.dropped_net.fp, self.timers_part.fps))
         return hash((fp, _ERROR_TAG)) if self.failure is not None else fp
 
     def _derive(self) -> "SearchState":
         new = SearchState.__new__(SearchState)
         new.system = self.system
-        new.node_list = self.node_list
-        new.node_fps = self.node_fps
-        new.envs = self.envs
-        new.env_fps = self.env_fps
-        new.net_fp = self.net_fp
-        new.dropped = self.dropped
-        new.dropped_fps = self.dropped_fps
-        new.dropped_fp = self.dropped_fp
-        new.queues = self.queues
-        new.queue_fps = self.queue_fps
-        new.fireable = self.fireable
+        new.nodes_part = self.nodes_part
+        new.net = self.net
+        new.dropped_net = self.dropped_net
+        new.timers_part = self.timers_part
         new.depth = self.depth
         new.failure = None
         new.origin = self.origin
         return new
+
+    # ---- the parts, as predicates, traces and pictures read them ----------------------
+
+    @property
+    def node_list(self) -> tuple:
+        return self.nodes_part.list
+
+    @property
+    def node_fps(self) -> tuple[int, ...]:
+        return self.nodes_part.fps
+
+    @property
+    def envs(self) -> tuple:
+        """Envelopes ``(sender index, receiver index, message, message fp, envelope fp)``, in the order sent."""
+        return self.net.envs
+
+    @property
+    def env_fps(self) -> frozenset[int]:
+        return self.net.fingerprints()
+
+    @property
+    def dropped(self) -> tuple:
+        """The set-aside envelopes."""
+        return self.dropped_net.envs
+
+    @property
+    def dropped_fps(self) -> frozenset[int]:
+        return self.dropped_net.fingerprints()
+
+    @property
+    def queues(self) -> tuple:
+        """Each node's timer queue: entries ``(timer, min, max, entry fp)`` in the order set."""
+        return self.timers_part.queues
+
+    @property
+    def fireable(self) -> tuple:
+        return self.timers_part.fireable
 
     # ---- events -----------------------------------------------------------------------
 
@@ -496,14 +668,14 @@ class SearchState:
     def message_events(self, can: tuple[tuple[bool, ...], ...], first: int = 0) -> list[tuple]:
         """The enabled deliveries of envelopes ``first`` and later. A successor's
         envelopes extend its parent's, so a walk can add only the new ones."""
-        envs = self.envs
+        envs = self.net.envs
         return [(0, k) for k in range(first, len(envs)) if can[envs[k][0]][envs[k][1]]]
 
     def timer_events(self, timers_on: tuple[bool, ...]) -> list[tuple]:
         """The timers that may fire here (the queue rule; equal timers once), kept per node and
         recomputed only for the node whose queue a step changed."""
         out: list[tuple] = []
-        for i, positions in enumerate(self.fireable):
+        for i, positions in enumerate(self.timers_part.fireable):
             if positions and timers_on[i]:
                 out.extend([(1, i, pos) for pos in positions])
         return out
@@ -511,12 +683,13 @@ class SearchState:
     def step_inputs(self, event: tuple) -> tuple[int, Any, int, WireValue, int, int]:
         """What the step of ``event`` depends on: ``(node index, node, its fingerprint, item,
         item fingerprint, sender index or -1 for a timer)`` (see :meth:`System.prepare`)."""
+        nodes = self.nodes_part
         if event[0] == 0:
-            s, r, message, mfp, _ = self.envs[event[1]]
-            return r, self.node_list[r], self.node_fps[r], message, mfp, s
+            s, r, message, mfp, _ = self.net.envelope(event[1])
+            return r, nodes.list[r], nodes.fps[r], message, mfp, s
         _, i, pos = event
-        timer, _, _, efp = self.queues[i][pos]
-        return i, self.node_list[i], self.node_fps[i], timer, efp, _TIMER_KEY
+        timer, _, _, efp = self.timers_part.queues[i][pos]
+        return i, nodes.list[i], nodes.fps[i], timer, efp, _TIMER_KEY
 
     def step_fp(self, event: tuple, inputs: tuple | None = None, t: _Transition | None = None) -> tuple[int, tuple]:
         """The successor's fingerprint, and what :meth:`build` needs to make it (``inputs``, the
@@ -524,46 +697,52 @@ class SearchState:
         i, node, fp, item, item_fp, sender = inputs or self.step_inputs(event)
         if t is None:
             t = self.system.transition(i, node, fp, item, item_fp, sender)
-        queue = self.queues[i]
+        timers = self.timers_part
+        queue = timers.queues[i]
         if event[0] == 1:
             pos = event[2]
             queue = queue[:pos] + queue[pos + 1:]
         if t.timers:
             queue = queue + t.timers
-        queue_fp = hash(tuple(e[3] for e in queue)) if (event[0] == 1 or t.timers) else self.queue_fps[i]
-        new_envs: list[tuple] = []
-        net_fp = self.net_fp
+        queue_fps = timers.fps
+        if event[0] == 1 or t.timers:
+            queue_fps = queue_fps[:i] + (_queue_fp(queue),) + queue_fps[i + 1:]
+        net = self.net
+        added: list[tuple] = []
+        net_fp = net.fp
         if t.sends:
-            env_fps = self.env_fps
+            has = net.has
             for env in t.sends:
                 efp = env[4]
-                if efp not in env_fps and all(e[4] != efp for e in new_envs):
-                    new_envs.append(env)
+                if not has(efp) and all(e[4] != efp for e in added):
+                    added.append(env)
                     net_fp += efp
             net_fp &= _MASK
-        node_fps = self.node_fps[:i] + (t.node_fp,) + self.node_fps[i + 1:]
-        queue_fps = self.queue_fps[:i] + (queue_fp,) + self.queue_fps[i + 1:]
-        fp = hash((node_fps, net_fp, self.dropped_fp, queue_fps))
+        fps = self.nodes_part.fps
+        node_fps = fps if fps[i] == t.node_fp else fps[:i] + (t.node_fp,) + fps[i + 1:]
+        fp = hash((node_fps, net_fp, self.dropped_net.fp, queue_fps))
         if t.failure is not None:
             fp = hash((fp, _ERROR_TAG))
-        return fp, (i, t, node_fps, new_envs, net_fp, queue, queue_fps, fp)
+        return fp, (i, t, node_fps, added, net_fp, queue, queue_fps, fp)
 
     def build(self, parts: tuple) -> "SearchState":
         """The successor described by :meth:`step_fp`'s second value."""
-        i, t, node_fps, new_envs, net_fp, queue, queue_fps, fp = parts
-        new = self._derive()
-        new.node_list = self.node_list[:i] + (t.node,) + self.node_list[i + 1:]
-        new.node_fps = node_fps
-        if new_envs:
-            new.envs = self.envs + tuple(new_envs)
-            new.env_fps = self.env_fps | {e[4] for e in new_envs}
-            new.net_fp = net_fp
-        if queue is not self.queues[i]:
-            new.queues = self.queues[:i] + (queue,) + self.queues[i + 1:]
-            new.fireable = self.fireable[:i] + (_fireable(queue),) + self.fireable[i + 1:]
-        new.queue_fps = queue_fps
+        i, t, node_fps, added, net_fp, queue, queue_fps, fp = parts
+        system = self.system
+        new = SearchState.__new__(SearchState)
+        new.system = system
+        nodes = self.nodes_part
+        if node_fps is nodes.fps and t.node is nodes.list[i]:
+            new.nodes_part = nodes
+        else:
+            new.nodes_part = system.nodes_of(nodes.list[:i] + (t.node,) + nodes.list[i + 1:], node_fps)
+        new.net = system.network_after(self.net, tuple(added), net_fp) if added else self.net
+        timers = self.timers_part
+        new.timers_part = timers if queue_fps is timers.fps else system.timers_of(timers, i, queue, queue_fps[i])
+        new.dropped_net = self.dropped_net
         new.depth = self.depth + 1
         new.failure = t.failure
+        new.origin = self.origin
         new.fp = fp
         return new
 
@@ -573,7 +752,7 @@ class SearchState:
     def event_value(self, event: tuple) -> Event:
         """The event by value, as traces store it."""
         if event[0] == 0:
-            s, r, message, _, _ = self.envs[event[1]]
+            s, r, message, _, _ = self.net.envelope(event[1])
             return Event("message", self.system.addresses[r], self.system.addresses[s], message)
         _, i, pos = event
         timer, lo, hi, _ = self.queues[i][pos]
@@ -587,7 +766,7 @@ class SearchState:
             if s is None or r is None:
                 return None
             efp = mix(hash((s, r, as_wire(event.item).fp)))
-            if efp in self.env_fps:
+            if self.net.has(efp):
                 for k, env in enumerate(self.envs):
                     if env[4] == efp:
                         return (0, k)
@@ -624,10 +803,9 @@ class SearchState:
     def drop_pending_messages(self) -> "SearchState":
         """Set every message in the network aside: only messages sent from now on can be delivered."""
         new = self._derive()
-        new.dropped = self.dropped + tuple(e for e in self.envs if e[4] not in self.dropped_fps)
-        new.dropped_fps = frozenset(e[4] for e in new.dropped)
-        new.dropped_fp = sum(new.dropped_fps) & _MASK
-        new.envs, new.env_fps, new.net_fp = (), frozenset(), 0
+        dropped = self.dropped_net
+        new.dropped_net = _Network(dropped.envs + tuple(e for e in self.net.envs if not dropped.has(e[4])))
+        new.net = _NO_ENVELOPES
         new.origin = self.path() + (Event("drop", None),)
         new.depth = 0
         new.fp = new._fingerprint()
@@ -644,13 +822,8 @@ class SearchState:
         back = [e for e in self.dropped if direction == "all" or e[side] == i]
         keep = [e for e in self.dropped if e not in back]
         new = self._derive()
-        added = [e for e in back if e[4] not in self.env_fps]
-        new.envs = self.envs + tuple(added)
-        new.env_fps = self.env_fps | {e[4] for e in added}
-        new.net_fp = (self.net_fp + sum(e[4] for e in added)) & _MASK
-        new.dropped = tuple(keep)
-        new.dropped_fps = frozenset(e[4] for e in keep)
-        new.dropped_fp = sum(new.dropped_fps) & _MASK
+        new.net = _Network(self.net.envs + tuple(e for e in back if not self.net.has(e[4])))
+        new.dropped_net = _Network(tuple(keep))
         new.origin = self.path() + (Event("undrop", address, direction=direction),)
         new.depth = 0
         new.fp = new._fingerprint()

@@ -92,7 +92,7 @@ class _Checker:
     def classify(self, state: SearchState) -> tuple[int, Outcome | None, PredicateResult | None]:
         if state.failure is not None:
             return _TERMINAL, Outcome.EXCEPTION_THROWN, None
-        key = state.node_fps if self.by_nodes else state.fp
+        key = state.nodes_part.fps if self.by_nodes else state.fp
         verdict = self.verdicts.get(key)
         if verdict is None:
             if len(self.verdicts) >= self._CACHE_LIMIT:
@@ -137,11 +137,11 @@ def _key_of(p: Any, state: SearchState) -> Callable[[SearchState], Any]:
     if p.reads_network:
         return lambda s: s.fp
     if p.reads is None:
-        return lambda s: s.node_fps
+        return lambda s: s.nodes_part.fps
     system = state.system
     by_kind = {"servers": system.server_indices, "workers": system.worker_indices, "clients": system.client_indices}
     indices = sorted({i for kind in p.reads for i in by_kind[kind]})
-    return lambda s: tuple([s.node_fps[i] for i in indices])
+    return lambda s: tuple([s.nodes_part.fps[i] for i in indices])
 
 
 def _determinism_period(settings: SearchSettings) -> int:
@@ -191,8 +191,8 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool | str = 
     bar = Progress(progress, "BFS", settings.max_states)
     result = SearchResult(Outcome.SPACE_EXHAUSTED, "bfs", budget=budget)
 
-    parents = array("q", [-1])
-    positions = array("l", [0])
+    parents = array("i", [-1])  # each visited state's parent record and event position
+    positions = array("I", [0])
     visited = {start.fp}
     kind, outcome, detail = checker.classify(start)
     if kind == _TERMINAL:
@@ -201,12 +201,17 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool | str = 
         result.goal = detail if outcome is Outcome.GOAL_FOUND else None
         result.seconds = time.perf_counter() - clock
         return _finish(result, start, [], meta or {})
-    frontier: list[tuple[SearchState, int]] = [] if kind == _PRUNED else [(start, 0)]
+    frontier = _Level(start, start.depth)
+    if kind != _PRUNED:
+        frontier.add(start, 0)
     try:
         while frontier:
-            next_frontier: list[tuple[SearchState, int]] = []
+            next_frontier = _Level(start, frontier.depth + 1)
             for first in range(0, len(frontier), CHUNK):
-                chunk = [(state, index, state.events(can, timers_on)) for state, index in frontier[first:first + CHUNK]]
+                chunk = []
+                for k in range(first, min(first + CHUNK, len(frontier))):
+                    state = frontier.state(k)
+                    chunk.append((state, frontier.records[k], state.events(can, timers_on)))
                 system.prepare(state.step_inputs(event) for state, _, events in chunk for event in events)
                 for state, index, events in chunk:
                     for position, event in enumerate(events):
@@ -225,7 +230,7 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool | str = 
                             result.goal = detail if outcome is Outcome.GOAL_FOUND else None
                             raise _Stop(len(parents) - 1)
                         if kind == _VALID:
-                            next_frontier.append((child, len(parents) - 1))
+                            next_frontier.add(child, len(parents) - 1)
                         if budget is not None and len(visited) >= budget:
                             result.outcome = Outcome.BUDGET_EXHAUSTED
                             raise _Stop(None)
@@ -246,6 +251,33 @@ def bfs(start: SearchState, settings: SearchSettings, *, progress: bool | str = 
     result.states = len(visited)
     result.seconds = time.perf_counter() - clock
     return result
+
+
+class _Level:
+    """The states of one BFS level, kept as their parts in parallel lists (a small fraction of
+    the states' own size), with each one's record (its position in parents and positions)."""
+
+    def __init__(self, start: SearchState, depth: int) -> None:
+        self.start = start
+        self.depth = depth
+        self.nodes: list[Any] = []
+        self.nets: list[Any] = []
+        self.timers: list[Any] = []
+        self.fps: list[int] = []
+        self.records = array("i")
+
+    def add(self, state: SearchState, record: int) -> None:
+        self.nodes.append(state.nodes_part)
+        self.nets.append(state.net)
+        self.timers.append(state.timers_part)
+        self.fps.append(state.fp)
+        self.records.append(record)
+
+    def state(self, k: int) -> SearchState:
+        return self.start.with_parts((self.nodes[k], self.nets[k], self.timers[k], self.fps[k]), self.depth)
+
+    def __len__(self) -> int:
+        return len(self.fps)
 
 
 class _Stop(Exception):
@@ -317,9 +349,9 @@ class _Prober:
                 return len(walked), state.depth - self.start.depth, None
             walked.append((state, event))
             progress[number] = len(walked)
-            if chosen.envs is not state.envs:
-                deliveries = deliveries + chosen.message_events(can, len(state.envs))
-            if chosen.fireable is not state.fireable:
+            if chosen.net is not state.net:
+                deliveries = deliveries + chosen.message_events(can, len(state.net.envs))
+            if chosen.timers_part is not state.timers_part:
                 timers = chosen.timer_events(timers_on)
             state = chosen
             if kind == _TERMINAL:
