@@ -80,8 +80,12 @@ class StepPool:
         self._workers: list[WorkerProcess] | None = None
 
     def use(self, count: int | None) -> None:
-        """Run steps on ``count`` workers from now on (None: one per usable CPU)."""
+        """Run steps on ``count`` workers from now on (None: one per usable CPU); workers no longer
+        needed are stopped."""
         if count != self.count:
+            if self._workers is not None and count is not None:
+                for i in range(count, len(self._workers)):
+                    self.session.release(f"search{i}")
             self.count = count
             self._workers = None
 

@@ -1,9 +1,10 @@
 """The workers of one test: the student's files, the box, the limits, and the accounts.
 
 A :class:`Session` copies the submitted module (and the ``.py`` files beside
-it) into a fresh working folder, starts boxed workers on demand (one hosts
-the nodes of simulated runs, a pool serves searches, a checker replays a
-share of steps from their encoded state), counts the CPU time they use
+it) into a fresh working folder, starts boxed workers on demand (the primary
+one hosts the nodes of simulated runs and serves searches with the other
+search workers, a checker replays a share of steps from their encoded
+state), counts the CPU time they use
 against the test's budget, collects what student code printed, and stops
 everything at the end. Nothing here runs student code: it only talks to
 processes that do.
@@ -152,7 +153,7 @@ class Session(RunHost):
     # ---- workers ----------------------------------------------------------------------------
 
     def worker(self, name: str) -> WorkerProcess:
-        """The worker called ``name`` (``primary``, ``search0``, ..., ``checker``), started if needed."""
+        """The worker called ``name`` (``primary``, ``search1``, ..., ``checker``), started if needed."""
         found = self.workers.get(name)
         if found is not None and not found.failed:
             return found
@@ -214,7 +215,14 @@ class Session(RunHost):
         return RemoteSolution(self, self.solution_module, self._names or {}, self.label or self.solution_module)
 
     def search_workers(self, count: int | None = None) -> list[WorkerProcess]:
-        return [self.worker(f"search{i}") for i in range(count or default_workers())]
+        """The workers that serve searches: the primary one and ``count - 1`` more."""
+        return [self.worker("primary" if i == 0 else f"search{i}") for i in range(count or default_workers())]
+
+    def release(self, name: str) -> None:
+        """Stop the worker called ``name`` (if started), keeping the CPU time it used on the account."""
+        worker = self.workers.pop(name, None)
+        if worker is not None:
+            self.cpu_of_stopped += worker.stop() - worker.cpu_at_start
 
     # ---- requests and accounts ---------------------------------------------------------------
 
