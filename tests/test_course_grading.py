@@ -155,7 +155,7 @@ def test_buggy_solution_gets_partial_marks_and_readable_feedback(tour: Course) -
 @pytest.mark.slow
 def test_broken_submissions_score_zero_with_a_message_and_others_are_unaffected(tour: Course) -> None:
     scores = tour.scores("tour")
-    reasons = {"missing": "there is no file", "syntax": "has a syntax error on line", "loop": "look for an endless loop"}
+    reasons = {"missing": "no ping_server.py was submitted", "syntax": "has a syntax error on line", "loop": "look for an endless loop"}
     for student, words in reasons.items():
         assert total(scores[student])[0] == 0, student
         nb = autograded(tour, student, "tour", "tour.ipynb")
