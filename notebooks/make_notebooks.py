@@ -271,7 +271,12 @@ its heartbeat timer fires, so the same start ends well:""")
     b.md("""\
 When one of your tests fails, its cell draws a picture like these of the failing run (or of
 the shortest sequence of events a search found), so you can see which message went
-missing or which server decided what.
+missing or which server decided what. For a wrong or missing answer, the picture shows the
+part of the run around that client's command, with the messages that led to the answer
+(or that the command set off) drawn bold and labelled. A failing search also saves its
+counterexample, and its output ends with the line that opens it in the **stepper**
+(`show_stepper("traces/...")`, shown in the tour), where you replay it one event at a time
+and try other orders.
 
 ## Choices that are yours
 
