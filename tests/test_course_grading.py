@@ -140,6 +140,7 @@ def test_buggy_solution_gets_partial_marks_and_readable_feedback(tour: Course) -
     for cell, spec in PING_CELLS.items():
         assert scores[cell][0] == (0 if spec.qualified_number in NO_RETRY_FAILS else spec.points), cell
     tour.feedback("tour", ["no-retry"])
+    assert [p.name for p in (tour.root / "feedback" / "no-retry").rglob("*") if p.is_file()] == ["tour.html"]
     html = (tour.root / "feedback" / "no-retry" / "tour" / "tour.html").read_text()
     failing = sorted(NO_RETRY_FAILS)[0]
     spec = next(t for t in PING_TESTS if t.qualified_number == failing)

@@ -276,7 +276,9 @@ class Course:
 
     def feedback(self, assignment: str, students: Sequence[str] | None = None) -> None:
         """Write feedback pages for ``students`` (every graded student if None); nbgrader takes
-        one student per run, so each named student is a run of its own."""
+        one student per run, so each named student is a run of its own. A student's feedback
+        folder holds only the pages (nbgrader would also copy every other file of the graded
+        submission: the student's own module, the assignment's data files)."""
         from labkit.course.grading import graded_cells, polish_feedback
 
         for student in students or [None]:
@@ -288,9 +290,16 @@ class Course:
         cells = graded_cells(self.root / "source" / assignment)
         made = self.root / "feedback"
         for folder in students or ([p.name for p in made.iterdir() if p.is_dir()] if made.is_dir() else []):
-            for page in (self.root / "feedback" / folder / assignment).glob("*.html"):
+            pages = self.root / "feedback" / folder / assignment
+            for page in pages.glob("*.html"):
                 mine = [c for c in cells if c.notebook == page.stem]
                 page.write_text(polish_feedback(page.read_text(encoding="utf-8"), mine), encoding="utf-8")
+            for other in sorted(pages.rglob("*"), reverse=True) if pages.is_dir() else []:
+                if other.is_dir() and not other.is_symlink():
+                    if not any(other.iterdir()):
+                        other.rmdir()
+                elif other.parent != pages or other.suffix != ".html":
+                    other.unlink()
 
     def export(self, to: Path | None = None) -> Path:
         """Write every student's total per assignment to a CSV file (default ``grades.csv`` in the
