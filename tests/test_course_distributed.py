@@ -17,6 +17,7 @@ The scores of both runs must be those the submissions deserve, cell by cell.
 
 from __future__ import annotations
 
+import csv
 import os
 import re
 import shutil
@@ -128,6 +129,8 @@ def sqlite_run(course: Course, tmp_path_factory: pytest.TempPathFactory) -> dict
                     os.killpg(first.pid, signal.SIGKILL)
                 first.wait()
         facts["finished_before_restart"] = graded_rows(course.root / "gradebook.db")
+        facts["export_before_restart"] = {row["student_id"]: row for row in csv.DictReader(
+            course.export(logs / "grades.csv").open()) if row["assignment"] == "tour"}
         facts["attempts"] = client.run_on_scheduler(
             lambda dask_scheduler, key=facts["killed"]: sum(1 for entry in dask_scheduler.transition_log
                                                             if entry[0] == key and entry[2] == "processing"))
@@ -152,6 +155,9 @@ def test_a_restarted_coordinator_skips_finished_submissions(sqlite_run: dict[str
     assert second.returncode == 0, second.stdout + second.stderr
     finished = sqlite_run["finished_before_restart"]
     assert 1 <= finished < len(SUBMISSIONS)
+    rows = sqlite_run["export_before_restart"]
+    waiting = {s for s, row in rows.items() if row["status"] == "not graded"}
+    assert len(waiting) == len(SUBMISSIONS) - finished and {rows[s]["raw_score"] for s in waiting} == {""}
     said = second.stdout
     assert f"{finished} of {len(SUBMISSIONS)} submissions are already graded" in said, said
     assert f"Grading {len(SUBMISSIONS) - finished} submissions of tour (7 tests each)" in said, said
