@@ -15,6 +15,7 @@ from labkit.testing.declare import SEARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
+PIGGYBACK = ROOT / "solutions" / "paxos" / "piggyback" / "paxos_server.py"
 STUB = ROOT / "notebooks" / "source" / "paxos" / "paxos_server.py"
 
 PUBLIC = LAB.select()  # hidden tests join LAB.tests only where grader_tests is imported
@@ -24,6 +25,8 @@ SEARCHES = [t.qualified_number for t in PUBLIC if SEARCH in t.categories]
 # The reference through every public run test (fast) and every search test (slow tier).
 test_reference_run_tests = pytest_cases("paxos", REFERENCE, numbers=RUN_ONLY)
 test_reference_search_tests = pytest.mark.slow(pytest_cases("paxos", REFERENCE, numbers=SEARCHES))
+# The second reference (another design) through the cheap run tests; all of its tests run in the heavy tier.
+test_piggyback_quick_run_tests = pytest_cases("paxos", PIGGYBACK, numbers=["1.2", "1.3", "1.5", "1.7", "1.9"])
 
 
 def run_quietly(solution: Path, **options: object):
