@@ -84,6 +84,14 @@ def test_query_method_that_raises_is_named(tmp_path):
     assert "last_non_empty" in failure and "RuntimeError" in failure
 
 
+def test_two_designs_judged_one_after_the_other_in_one_process():
+    """Both references define a HeartbeatTimer, with other fields: as when autograding a class, the
+    second submission is judged on its own classes, not on the first one's."""
+    for solution in (REFERENCE, PIGGYBACK, REFERENCE):
+        report, text = run_quietly(solution, numbers=["1.1"])
+        assert report.all_passed, text
+
+
 @pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_garbage_collection_only_part_3_fails(tmp_path):
     path = variant(tmp_path, "        if slot <= self.cleared_through:\n            return\n        for old",
