@@ -34,6 +34,7 @@ from labkit.labs.paxos.tests import (
     client_addresses,
     fill_then_collect,
     expect,
+    newest_value,
     raw_result,
     repartition,
     run_system,
@@ -304,6 +305,13 @@ def five_server_two_appends_random_search(t: TestContext) -> None:
     settings = SearchSettings(invariants=[APPENDS_LINEARIZABLE, LOGS_CONSISTENT], prunes=[CLIENTS_DONE],
                               max_depth=600, max_steps=200_000)
     t.random_search(start, settings)
+
+
+@LAB.test(125, "Three servers, three ballots, the highest server cut off first", 10, part=1, categories=(SEARCH,),
+          hidden=True)
+def newest_value_other_roles_search(t: TestContext) -> None:
+    """Test 1.30 with server3 cut off at the start instead of server1, so ballots meet in the other order."""
+    newest_value(t, server(3))
 
 
 # --------------------------------------------------------------------------

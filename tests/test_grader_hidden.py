@@ -49,7 +49,7 @@ def test_installed_labkit_does_not_register_the_hidden_tests(tmp_path):
     code = ("from labkit.labs.paxos.tests import LAB\n"
             "print(sum(t.hidden for t in LAB.tests), max(t.number for t in LAB.tests))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
-    assert done.stdout.split() == ["0", "29"]
+    assert done.stdout.split() == ["0", "31"]
 
 
 def test_cli_with_hidden_flag_lists_no_hidden_test_without_grader_tests(tmp_path):

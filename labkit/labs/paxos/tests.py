@@ -28,8 +28,11 @@ from labkit.labs.paxos.predicates import (
     LOGS_CONSISTENT,
     LOGS_CONSISTENT_ALL_SLOTS,
     MARKERS_VALID,
+    chosen_anywhere,
     has_command,
     has_status,
+    held_by,
+    holders,
     slot_valid,
 )
 from labkit.labs.paxos.workloads import (
@@ -478,6 +481,92 @@ def singleton(t: TestContext) -> None:
     t.require(done.depth == 6, f"3 commands took {done.depth} steps; one server must execute and reply while "
                                "handling each request (6 steps: 3 requests and 3 replies), with no messages to itself")
     t.bfs(start, SearchSettings(invariants=[RESULTS_OK], prunes=[CLIENTS_DONE], max_states=100_000))
+
+
+# ---- ballots: three in play, with accepts still in flight ------------------------
+
+
+def proposed_alone(t: TestContext, start: SearchState, settings: SearchSettings, command: Any,
+                   what: str) -> tuple[SearchState, Address]:
+    """Search for a state where exactly one server holds ``command`` (its proposer: the accepts it
+    sent are still in flight); returns the state and that server."""
+    settings.clear_goals().clear_prunes().add_goal(held_by(command, 1)).add_prune(held_by(command, 2))
+    found = t.goal_state(start, settings, what)
+    (proposer,) = holders(found, command)
+    return found, proposer
+
+
+def only_timers_at(settings: SearchSettings, addresses: list[Address], on: list[Address]) -> None:
+    for a in addresses:
+        settings.deliver_timers(a in on, a)
+
+
+def newest_value(t: TestContext, first_cut_off: Address) -> None:
+    """The scenario of test 1.30, with ``first_cut_off`` the server cut off at the start."""
+    x, y = Append("foo", "X"), Append("foo", "Y")
+    three = servers(3)
+    everyone = three + [client(1), client(2)]
+    start = search_system(t, 3, [Workload.of([x]), Workload.of([y])])
+    settings = SearchSettings(invariants=[LOGS_CONSISTENT_ALL_SLOTS], max_states=40_000)
+    first = [a for a in three if a != first_cut_off]
+    settings.partition(first + [client(1)])
+    only_timers_at(settings, everyone, first)
+    x_proposed, p = proposed_alone(t, start, settings, x, "one server holds client1's append, no other does")
+    others = [a for a in three if a != p]
+    settings.partition(others + [client(2)])
+    only_timers_at(settings, everyone, others)
+    settings.clear_goals().clear_prunes().add_goal(chosen_anywhere(y))
+    y_chosen = t.goal_state(x_proposed, settings, f"client2's append chosen without {p}")
+    unaware = [a for a in others if a not in holders(y_chosen, y, chosen=True)[:1]][0]
+    settings.clear_goals()
+    for group in ([unaware, p], three):
+        settings.partition(group)
+        only_timers_at(settings, everyone, group)
+        t.bfs(y_chosen, settings)
+
+
+@LAB.test(30, "Three servers, three ballots: a new leader re-proposes the newest value", 15, part=1,
+          categories=(SEARCH,))
+def newest_value_search(t: TestContext) -> None:
+    """With server1 cut off, a leader P among server2 and server3 proposes X and is cut off before anyone
+    accepts it; server1 and the remaining server choose Y under a higher ballot. Then (a) the server
+    that does not know Y is chosen and P elect a third leader, which must re-propose Y (accepted under
+    the highest ballot), not X; and (b) all three talk, with P's old messages still in flight and old
+    answers (rejections, preemptions) delivered late. Usually takes 10-30 s."""
+    newest_value(t, server(1))
+
+
+@LAB.test(31, "Five servers, three ballots: an old accept arrives late", 15, part=1, categories=(SEARCH,))
+def late_accept_search(t: TestContext) -> None:
+    """Server P proposes X and is cut off before anyone accepts it. Three other servers elect a leader
+    that proposes Y; Y is chosen by that leader, one of them and a fifth server T that was not part of
+    the election. Then P, T and the third server talk again: P's accept of X must not replace Y at T (T
+    accepted a higher ballot, which is a promise too), and a new leader must keep Y. Usually takes
+    10-30 s."""
+    x, y = Append("foo", "X"), Append("foo", "Y")
+    s = servers(5)
+    everyone = s + [client(1), client(2)]
+    start = search_system(t, 5, [Workload.of([x]), Workload.of([y])])
+    settings = SearchSettings(invariants=[LOGS_CONSISTENT_ALL_SLOTS], max_states=60_000)
+    first = s[:3]
+    settings.partition(first + [client(1)])
+    only_timers_at(settings, everyone, first)
+    x_proposed, p = proposed_alone(t, start, settings, x, "one server holds client1's append, no other does")
+    late = min(a for a in first if a != p)  # T: hears nothing of the election, then accepts Y
+    electors = [a for a in s if a not in (p, late)]
+    settings.partition(electors + [client(2)])
+    only_timers_at(settings, everyone, electors)
+    y_proposed, leader = proposed_alone(t, x_proposed, settings, y, "a new leader holds client2's append, no other does")
+    helper, away = [a for a in electors if a != leader][:2]
+    settings.partition([leader, helper, late, client(2)])
+    only_timers_at(settings, everyone, [leader])
+    settings.clear_goals().clear_prunes().add_goal(chosen_anywhere(y))
+    y_chosen = t.goal_state(y_proposed, settings, f"client2's append chosen by {leader}, {helper} and {late}")
+    settings.partition([p, late, helper])
+    only_timers_at(settings, everyone, [p, late, helper])
+    settings.clear_goals()
+    settings.max_states = 80_000
+    t.bfs(y_chosen, settings)
 
 
 # --------------------------------------------------------------------------
