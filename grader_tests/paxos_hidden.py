@@ -435,12 +435,9 @@ def gc_unreliable(t: TestContext) -> None:
 # Part 4: batching and throughput
 # --------------------------------------------------------------------------
 
-BATCHING_FIVE_SERVERS = 13.0  # 5 servers, 40 clients: the reference sends 19.5 unbatched, 10.5 batched
-
-
 @LAB.test(101, "Many clients batched, five servers", 5, part=4, hidden=True)
 def batching_five(t: TestContext) -> None:
-    check_batching(t, 5, 8, BATCHING_FIVE_SERVERS)
+    check_batching(t, 5, 8)
 
 
 @LAB.test(102, "Batches stay correct under loss and duplication", 5, part=4, categories=(RUN, UNRELIABLE),

@@ -101,6 +101,21 @@ def test_without_garbage_collection_only_part_3_fails(tmp_path):
     assert failed == {"3.11"}
 
 
+@pytest.mark.slow
+def test_batching_is_counted_in_commands_per_slot_whatever_carries_decisions(tmp_path):
+    """The second reference carries decisions on its accepts (few messages even unbatched): without
+    batching it still fails 4.28, because every command then takes a slot of its own."""
+    folder = tmp_path / "unbatched"
+    folder.mkdir()
+    unbatched = folder / "paxos_server.py"
+    unbatched.write_text(Mutant("unbatched", "", (("MAX_IN_FLIGHT = 3 ", "MAX_IN_FLIGHT = 10**9 "),)).apply(
+        PIGGYBACK.read_text()))
+    report, _ = run_quietly(unbatched, numbers=["4.28"])
+    assert "400 commands from 40 clients waiting at once on 3 servers used 400 log slots" in (report.results[0].failure or "")
+    report, text = run_quietly(PIGGYBACK, numbers=["4.28"])
+    assert report.all_passed, text
+
+
 @pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_batching_only_part_4_fails(tmp_path):
     path = variant(tmp_path, "BATCH_WINDOW = 8 ", "BATCH_WINDOW = 10**9 ")

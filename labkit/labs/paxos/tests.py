@@ -704,26 +704,35 @@ def clears_memory(t: TestContext) -> None:
 # Part 4: batching and throughput
 # --------------------------------------------------------------------------
 
-BATCHING_MESSAGES_PER_COMMAND = 7.5  # 3 servers: about 10 unbatched, about 6 with batching
+BATCHING_COMMANDS_PER_SLOT = 2.0  # on average, with 40 clients waiting at once
+BATCHING_CLIENTS = 40
 
 
-def check_batching(t: TestContext, n: int, commands_each: int, allowed: float) -> None:
-    """40 clients appending at once to ``n`` servers: at most ``allowed`` messages to servers per command."""
+def check_batching(t: TestContext, n: int, commands_each: int) -> None:
+    """40 clients appending at once to ``n`` servers: on average at least two commands per log slot.
+
+    Batching puts waiting requests into one slot, however decisions travel, so the
+    test counts the slots the log used (``last_non_empty()``, which counts cleared
+    slots too) against the commands the clients completed."""
     sim, addresses = run_system(t, n)
-    add_workers(t, sim, addresses, 1, 40, append_same_key_workload(commands_each))
+    add_workers(t, sim, addresses, 1, BATCHING_CLIENTS, append_same_key_workload(commands_each))
     run_until_done(t, sim, max_millis=60_000)
     t.check(sim, APPENDS_LINEARIZABLE, LOGS_CONSISTENT_ALL_SLOTS)
-    per_command = sim.messages_to_servers() / (40 * commands_each)
-    t.note(f"{per_command:.2f} messages to servers per command ({allowed:g} allowed)")
-    t.require(per_command <= allowed,
-              f"{per_command:.2f} messages to servers per command with 40 busy clients on {n} servers; at most "
-              f"{allowed:g} allowed: batch waiting requests into one slot")
+    commands = BATCHING_CLIENTS * commands_each
+    slots = max(s.last_non_empty() for s in sim.servers)
+    per_slot = commands / max(slots, 1)
+    t.note(f"{commands} commands in {slots} log slots: {per_slot:.1f} per slot "
+           f"(at least {BATCHING_COMMANDS_PER_SLOT:g} expected)")
+    t.require(per_slot >= BATCHING_COMMANDS_PER_SLOT,
+              f"{commands} commands from {BATCHING_CLIENTS} clients waiting at once on {n} servers used {slots} log "
+              f"slots, {per_slot:.1f} commands per slot; at least {BATCHING_COMMANDS_PER_SLOT:g} are expected: while "
+              "slots are being decided, let new requests wait and put them together into the next slot")
     check_history(t, sim)
 
 
 @LAB.test(28, "Many clients: requests batched", 10, part=4)
 def batching(t: TestContext) -> None:
-    check_batching(t, 3, 10, BATCHING_MESSAGES_PER_COMMAND)
+    check_batching(t, 3, 10)
 
 
 @LAB.test(29, "Efficiency report: messages per command by type", 0, part=4)
@@ -740,8 +749,8 @@ def efficiency_report(t: TestContext) -> None:
     total = sum(counts.values()) / commands
     t.note(f"  {'total':<20} {total:6.2f}")
     t.note(f"Minimum with a stable leader: {n} requests + {2 * (n - 1)} for the accept phase "
-           f"(+{n - 1} with explicit decisions) + 1 reply = {n + 2 * (n - 1) + 1} to {n + 3 * (n - 1) + 1}, "
-           "plus heartbeats")
+           f"(+{n - 1} with explicit decisions) + 1 reply (+{n - 1} if every server replies) = "
+           f"{n + 2 * (n - 1) + 1} to {n + 4 * (n - 1) + 1}, plus heartbeats")
 
 
 # --------------------------------------------------------------------------
