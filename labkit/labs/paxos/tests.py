@@ -337,6 +337,16 @@ def basic_search(t: TestContext) -> None:
 
 @LAB.test(21, "Single client, no progress in minority", 15, part=1, categories=(SEARCH,))
 def no_progress_in_minority_search(t: TestContext) -> None:
+    """Two of five servers, cut off with the client, must never decide anything.
+
+    The first search ends at its budget, not by exploring every state, for every
+    design that is live: a server of the minority that stops hearing a leader starts
+    phase 1 with a higher ballot, and the search can make the other one time out
+    while the first is still trying, which then tries a higher ballot, and so on
+    without end. (A design that stopped trying would have a finite space here, but
+    would never elect a leader again once the partition heals.) The second search,
+    with timers off, explores every ordering of the messages already sent. Usually
+    takes 10-20 s."""
     start = search_system(t, 5, [put_workload()])
     settings = SearchSettings(invariants=[NONE_DECIDED], max_states=100_000)
     settings.partition([server(1), server(2), client(1)])
