@@ -21,6 +21,7 @@ from labkit.testing.declare import SEARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
+PIGGYBACK = ROOT / "solutions" / "paxos" / "piggyback" / "paxos_server.py"
 HIDDEN = ROOT / "grader_tests" / "paxos_hidden.py"
 LABKIT_SCRIPT = Path(sys.executable).parent / "labkit"
 
@@ -84,6 +85,12 @@ def test_reference_passes_every_hidden_search_test(hidden):
                        out=io.StringIO())
     assert report.all_passed, [(r.number, r.failure) for r in report.results if not r.passed]
     assert max(r.seconds for r in report.results) < 120
+
+
+@pytest.mark.heavy  # the whole suite, searches included
+def test_second_reference_passes_every_public_and_hidden_test(hidden):
+    report = run_tests("paxos", solution=PIGGYBACK, include_hidden=True, out=io.StringIO())
+    assert report.all_passed, [(r.number, r.failure) for r in report.results if not r.passed]
 
 
 @pytest.mark.heavy  # every run test of the lab on a variant
