@@ -317,7 +317,8 @@ def five_server_two_appends_random_search(t: TestContext) -> None:
 @LAB.test(125, "Three servers, three ballots, the highest server cut off first", 10, part=1, categories=(SEARCH,),
           hidden=True)
 def newest_value_other_roles_search(t: TestContext) -> None:
-    """Test 1.30 with server3 cut off at the start instead of server1, so ballots meet in the other order."""
+    """Test 1.30 with server3 cut off at the start instead of server1, so ballots meet in the other order.
+    Usually takes 5-10 s."""
     newest_value(t, server(3))
 
 

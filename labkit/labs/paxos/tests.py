@@ -346,7 +346,7 @@ def no_progress_in_minority_search(t: TestContext) -> None:
     without end. (A design that stopped trying would have a finite space here, but
     would never elect a leader again once the partition heals.) The second search,
     with timers off, explores every ordering of the messages already sent. Usually
-    takes 10-20 s."""
+    takes 5-10 s."""
     start = search_system(t, 5, [put_workload()])
     settings = SearchSettings(invariants=[NONE_DECIDED], max_states=100_000)
     settings.partition([server(1), server(2), client(1)])
@@ -542,7 +542,7 @@ def newest_value_search(t: TestContext) -> None:
     accepts it; server1 and the remaining server choose Y under a higher ballot. Then (a) the server
     that does not know Y is chosen and P elect a third leader, which must re-propose Y (accepted under
     the highest ballot), not X; and (b) all three talk, with P's old messages still in flight and old
-    answers (rejections, preemptions) delivered late. Usually takes 10-30 s."""
+    answers (rejections, preemptions) delivered late. Usually takes 5-10 s."""
     newest_value(t, server(1))
 
 
@@ -552,7 +552,7 @@ def late_accept_search(t: TestContext) -> None:
     that proposes Y; Y is chosen by that leader, one of them and a fifth server T that was not part of
     the election. Then P, T and the third server talk again: P's accept of X must not replace Y at T (T
     accepted a higher ballot, which is a promise too), and a new leader must keep Y. Usually takes
-    10-30 s."""
+    5-10 s."""
     x, y = Append("foo", "X"), Append("foo", "Y")
     s = servers(5)
     everyone = s + [client(1), client(2)]
