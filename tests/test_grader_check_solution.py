@@ -11,7 +11,8 @@ import pytest
 
 from labkit.node import LabkitError
 
-from labkit.testing.check_solution import check_solution, register
+from labkit.labs.paxos.tests import LAB
+from labkit.testing.check_solution import _order, check_solution, register
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
@@ -138,3 +139,10 @@ def test_two_references_are_checked_each_against_its_own_catalogue(tmp_path, cap
 def test_references_and_catalogues_must_pair_up(tmp_path):
     with pytest.raises(LabkitError, match="one catalogue per reference"):
         cli("paxos", "--reference", str(REFERENCE), "--reference", str(PIGGYBACK), "--mutants", str(tmp_path))
+
+
+def test_mutants_run_the_cheapest_searches_first():
+    specs = LAB.select(numbers=["1.25", "1.2", "1.20", "1.23", "1.5"])
+    assert _order(specs) == ["1.2", "1.5", "1.20", "1.23", "1.25"]  # run tests, then searches as declared
+    recorded = {"1.25": 80.0, "1.23": 10.0, "1.2": 99.0}  # seconds each took on the reference
+    assert _order(specs, recorded) == ["1.2", "1.5", "1.23", "1.25", "1.20"]  # no time recorded: last

@@ -413,18 +413,35 @@ class Reference:
         return (mutants if mutants.is_dir() else mutants.parent) / "record.json"
 
 
-def _order(specs: list[TestSpec]) -> list[str]:
-    """Cheap run tests first, then searches, each in declared order."""
-    return [s.qualified_number for s in sorted(specs, key=lambda s: (SEARCH in s.categories, s.part, s.number))]
+def _order(specs: list[TestSpec], seconds: dict[str, float] | None = None) -> list[str]:
+    """Run tests first, in declared order; then searches, the cheapest first by ``seconds`` (what each
+    took on the reference in a recorded run), searches without a recorded time last, in declared order."""
+    known = seconds or {}
+
+    def key(spec: TestSpec) -> tuple[bool, float, int, int]:
+        search = SEARCH in spec.categories
+        return search, known.get(spec.qualified_number, float("inf")) if search else 0.0, spec.part, spec.number
+
+    return [s.qualified_number for s in sorted(specs, key=key)]
 
 
-def _recorded_catchers(record: Path) -> dict[str, str]:
-    """Mutant name -> the test that caught it, from a JSON file written by ``--json`` or ``--save-records``."""
-    try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-        return {m["name"]: m["caught_by"] for m in data["mutants"] if m.get("caught_by")}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise LabkitError(f"cannot read the record of catching tests {record}: {error}") from None
+@dataclass
+class _Record:
+    """What an earlier full run recorded: the test that caught each mutant, each test's time on the reference."""
+
+    catchers: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def read(path: Path) -> "_Record":
+        """The record in ``path``, a JSON file written by ``--save-records`` (or ``--json`` for one reference)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            catchers = {m["name"]: m["caught_by"] for m in data["mutants"] if m.get("caught_by")}
+            results = data.get("reference", {}).get("results", {})
+            return _Record(catchers, {n: float(r["seconds"]) for n, r in results.items() if r.get("passed")})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise LabkitError(f"cannot read the record of catching tests {path}: {error}") from None
 
 
 def check_solution(
@@ -457,11 +474,12 @@ def check_solutions(
     """Run each reference and every mutant of its catalogue; one report per reference says whether
     the reference passes and each mutant was caught.
 
-    ``fast`` runs only the run tests (no search) plus, for each mutant, the test
-    that caught it in the run recorded in its reference's ``record``; each mutant
-    tries its recorded catcher first. ``only`` limits the check to the named
-    mutants and ``numbers`` to the named tests (``"1.5"``). All candidates share
-    ``parallel`` worker processes.
+    A mutant runs the run tests first, then the searches, the cheapest first (by
+    their times on the reference in the recorded run), and the test that caught it
+    in the recorded run before all others. ``fast`` runs only the run tests (no
+    search) plus each mutant's recorded catcher. ``only`` limits the check to the
+    named mutants and ``numbers`` to the named tests (``"1.5"``). All candidates
+    share ``parallel`` worker processes.
     """
     out = out or sys.stdout
     hidden_path = Path(hidden).resolve() if hidden is not None else None
@@ -478,17 +496,17 @@ def check_solutions(
             raise MutantError(f"no catalogue has a mutant {unknown[0]!r}")
         catalogues = [[m for m in catalogue if m.name in only] for catalogue in catalogues]
     all_specs = the_lab.select(numbers=list(numbers) if numbers else None, include_hidden=True)
-    catchers = []
+    records = []
     for ref in references:
         if ref.record is not None and ref.record.exists():
-            catchers.append(_recorded_catchers(ref.record))
+            records.append(_Record.read(ref.record))
         elif fast:
             raise LabkitError(f"--fast needs the record of a full run ({ref.record}); write one with --save-records")
         else:
-            catchers.append({})
+            records.append(_Record())
     specs = all_specs
     if fast:
-        wanted = {n for found in catchers for n in found.values()}
+        wanted = {n for record in records for n in record.catchers.values()}
         specs = [s for s in all_specs if SEARCH not in s.categories or s.qualified_number in wanted]
     tests = _order(specs)
     parallel = parallel or default_workers()
@@ -496,15 +514,16 @@ def check_solutions(
     with tempfile.TemporaryDirectory(prefix="check-solution-") as tmp:
         workdir = Path(tmp)
         groups: list[list[_Job]] = []
-        for index, (ref, catalogue, found) in enumerate(zip(references, catalogues, catchers), 1):
+        for index, (ref, catalogue, record) in enumerate(zip(references, catalogues, records), 1):
             prefix = f"ref{index}/" if several else ""
             (workdir / f"ref{index}").mkdir()
             paths = write_mutants(ref.solution, catalogue, workdir / f"ref{index}" / "mutants")
             jobs = [_Job(f"{prefix}reference" if several else "reference", CandidateResult("reference", str(ref.solution)),
                          ref.solution.resolve(), tests, False, True)]
+            cheapest_first = _order(specs, record.seconds)
             for mutant in catalogue:
-                first = found.get(mutant.name)
-                order = ([first] if first in tests else []) + [n for n in tests if n != first]
+                first = record.catchers.get(mutant.name)
+                order = ([first] if first in tests else []) + [n for n in cheapest_first if n != first]
                 jobs.append(_Job(f"{prefix}{mutant.name}", CandidateResult(mutant.name, mutant.description),
                                  paths[mutant.name], order, stop_at_first, False))
             groups.append(jobs)
@@ -600,8 +619,9 @@ def print_matrix(report: CheckReport, out: TextIO) -> None:
             others = len(mutant.failed) - 1
             also = f"; also caught by {others} more" if others else ""
             assert mutant.catch is not None
+            ran = f"{len(mutant.results)} test{'' if len(mutant.results) == 1 else 's'} run"
             detail = (f"caught by {mutant.caught_by} after {mutant.catch_seconds():.1f} s with "
-                      f"{mutant.catch.evidence()} ({len(mutant.results)} tests run{also})")
+                      f"{mutant.catch.evidence()} ({ran}{also})")
         elif status == "error":
             detail = f"ERROR: {(mutant.error or '').splitlines()[0]}"
         else:
