@@ -34,6 +34,7 @@ from labkit.labs.paxos.tests import (
     client_addresses,
     fill_then_collect,
     expect,
+    newest_value,
     raw_result,
     repartition,
     run_system,
@@ -206,18 +207,25 @@ def long_partition(t: TestContext) -> None:
 
 @LAB.test(109, "Leader cut off in the middle of a command", 10, part=1, hidden=True)
 def leader_cut_off_mid_command(t: TestContext) -> None:
+    """Each server in turn is cut off just after an append was sent: whichever server leads is cut off
+    while the command is in flight, and every append must still complete exactly once."""
     sim, addresses = run_system(t, 5)
     c1, c2 = raw_clients(t, sim, addresses, 2)
     expect(t, raw_result(t, sim, c1, Put("foo", "bar")), PutOk(), Put("foo", "bar"), c1)
-    sim.send_command(c1, Append("foo", "baz"))
-    sim.run_for(2)  # the request is on its way; some servers may have accepted it
+    value = "bar"
+    for victim in addresses:
+        command = Append("foo", f"-{victim.name}")
+        sim.send_command(c1, command)
+        sim.run_for(2)  # the request is on its way; some servers may have accepted it
+        sim.settings.partition([victim], [a for a in addresses if a != victim] + [c1, c2])
+        sim.run_until(lambda s: s.has_result(c1), 10_000)
+        t.require(sim.has_result(c1), f"{c1} got no result within 10 s after {victim} was cut off")
+        value += command.value
+        expect(t, sim.result(c1), AppendResult(value), command, c1)
+        sim.settings.reconnect()
     s1, s2, s3, s4, s5 = addresses
-    sim.settings.partition([s1], [s2, s3, s4, s5, c1, c2])
-    sim.run_until(lambda s: s.has_result(c1), 10_000)
-    t.require(sim.has_result(c1), f"{c1} got no result within 10 s after the first leader was cut off")
-    expect(t, sim.result(c1), AppendResult("barbaz"), Append("foo", "baz"), c1)
     sim.settings.partition([s1, s2, s3, c2], [s4, s5])
-    expect(t, raw_result(t, sim, c2, Get("foo")), GetResult("barbaz"), Get("foo"), c2)
+    expect(t, raw_result(t, sim, c2, Get("foo")), GetResult(value), Get("foo"), c2)
     t.check(sim, LOGS_CONSISTENT)
     check_history(t, sim)
 
@@ -253,7 +261,7 @@ def forty_clients(t: TestContext) -> None:
 # --------------------------------------------------------------------------
 
 
-@LAB.test(120, "Minority holding the first leader makes no progress", 10, part=1, categories=(SEARCH,), hidden=True)
+@LAB.test(120, "One server alone with the client makes no progress", 10, part=1, categories=(SEARCH,), hidden=True)
 def minority_with_first_leader_search(t: TestContext) -> None:
     start = search_system(t, 3, [put_get_workload()])
     settings = SearchSettings(invariants=[NONE_DECIDED], max_states=60_000)
@@ -279,7 +287,7 @@ def two_clients_other_majorities_search(t: TestContext) -> None:
     settings = SearchSettings(invariants=[RESULTS_OK, LOGS_CONSISTENT_ALL_SLOTS], goals=[~NONE_DECIDED],
                               max_states=100_000)
     settings.partition([server(2), server(3), client(1)])
-    first = t.goal_state(start, settings, "client1's append returned without the first leader")
+    first = t.goal_state(start, settings, "client1's append returned without server1")
     settings.partition([server(1), server(2), client(2)]).clear_goals().add_goal(CLIENTS_DONE)
     t.goal_state(first, settings, "client2's append returned in the other majority")
     settings.clear_goals().add_prune(CLIENTS_DONE)
@@ -304,6 +312,14 @@ def five_server_two_appends_random_search(t: TestContext) -> None:
     settings = SearchSettings(invariants=[APPENDS_LINEARIZABLE, LOGS_CONSISTENT], prunes=[CLIENTS_DONE],
                               max_depth=600, max_steps=200_000)
     t.random_search(start, settings)
+
+
+@LAB.test(125, "Three servers, three ballots, the highest server cut off first", 10, part=1, categories=(SEARCH,),
+          hidden=True)
+def newest_value_other_roles_search(t: TestContext) -> None:
+    """Test 1.30 with server3 cut off at the start instead of server1, so ballots meet in the other order.
+    Usually takes 5-10 s."""
+    newest_value(t, server(3))
 
 
 # --------------------------------------------------------------------------
@@ -338,15 +354,19 @@ def wait_bounded(t: TestContext, sim: Simulation, limit: int) -> None:
     check_history(t, sim)
 
 
-@LAB.test(103, "First leader cut off: a new leader takes over quickly", 10, part=2, hidden=True)
+@LAB.test(103, "The leader cut off: a new leader takes over quickly", 10, part=2, hidden=True)
 def new_leader_quickly(t: TestContext) -> None:
+    """Each server in turn is cut off for 2 s, so whichever server leads is cut off once: clients
+    must not wait more than 2 s."""
     sim, addresses = run_system(t, 5)
     add_workers(t, sim, addresses, 1, 3, different_keys_infinite_workload(10))
-    sim.run_for(3_000)
-    sim.settings.partition([server(1)], addresses[1:] + client_addresses(sim))
-    sim.run_for(5_000)
-    sim.settings.reconnect()
-    sim.run_for(3_000)
+    clients = client_addresses(sim)
+    sim.run_for(2_000)
+    for victim in addresses:
+        sim.settings.partition([victim], [a for a in addresses if a != victim] + clients)
+        sim.run_for(2_000)
+        sim.settings.reconnect()
+        sim.run_for(1_000)
     wait_bounded(t, sim, 2_000)
 
 
@@ -398,7 +418,7 @@ def big_puts_with_server_cut_off(t: TestContext, n: int, cut_off: list[Address],
     return sim, addresses, c1
 
 
-@LAB.test(101, "Garbage collected with the first leader and another server cut off", 5, part=3, hidden=True)
+@LAB.test(101, "Garbage collected with two of five servers cut off", 5, part=3, hidden=True)
 def gc_five_servers(t: TestContext) -> None:
     sim, _, _ = big_puts_with_server_cut_off(t, 5, [server(1), server(2)])
     check_history(t, sim)
@@ -427,12 +447,9 @@ def gc_unreliable(t: TestContext) -> None:
 # Part 4: batching and throughput
 # --------------------------------------------------------------------------
 
-BATCHING_FIVE_SERVERS = 13.0  # 5 servers, 40 clients: the reference sends 19.5 unbatched, 10.5 batched
-
-
 @LAB.test(101, "Many clients batched, five servers", 5, part=4, hidden=True)
 def batching_five(t: TestContext) -> None:
-    check_batching(t, 5, 8, BATCHING_FIVE_SERVERS)
+    check_batching(t, 5, 8)
 
 
 @LAB.test(102, "Batches stay correct under loss and duplication", 5, part=4, categories=(RUN, UNRELIABLE),

@@ -47,6 +47,7 @@ __all__ = [
     "encode",
     "decode_data",
     "decode_live",
+    "forget_schemas",
     "text_fingerprint",
     "Record",
     "RecordEnum",
@@ -616,10 +617,17 @@ _LABKIT_FIELDS: dict[type, tuple[str, ...]] = {}
 _SCHEMAS: dict[str, tuple[str, ...]] = {}
 
 
+def forget_schemas() -> None:
+    """Forget the field names workers reported: the next submission judged in this process may
+    define a class of the same name with other fields."""
+    _SCHEMAS.clear()
+
+
 def learn_schemas(schemas: Any) -> None:
     """Field names of frozen dataclasses, as workers report them (``{class: [names]}``).
 
-    The first report of a class wins; a different one later is refused."""
+    The first report of a class wins; a different one later is refused (until
+    :func:`forget_schemas`, when another submission is judged)."""
     if not isinstance(schemas, dict):
         raise WireError("malformed class table")
     for qualified, names in schemas.items():

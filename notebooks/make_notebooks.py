@@ -271,7 +271,12 @@ its heartbeat timer fires, so the same start ends well:""")
     b.md("""\
 When one of your tests fails, its cell draws a picture like these of the failing run (or of
 the shortest sequence of events a search found), so you can see which message went
-missing or which server decided what.
+missing or which server decided what. For a wrong or missing answer, the picture shows the
+part of the run around that client's command, with the messages that led to the answer
+(or that the command set off) drawn bold and labelled. A failing search also saves its
+counterexample, and its output ends with the line that opens it in the **stepper**
+(`show_stepper("traces/...")`, shown in the tour), where you replay it one event at a time
+and try other orders.
 
 ## Choices that are yours
 
@@ -357,11 +362,14 @@ below `first_non_cleared()` are cleared, slots above `last_non_empty()` are empt
   simple operations, progress with a majority and none in a minority, a partition that heals,
   a server that moves between partitions, many clients at once, and the same on a network
   that loses 20% of messages.
-* **Search tests** (1.20-1.27) explore every ordering of events a small system allows, up to a
+* **Search tests** (1.20-1.31) explore every ordering of events a small system allows, up to a
   budget: one client in a majority must finish and a minority must never decide (1.20, 1.21),
   two clients in overlapping majorities (1.22), a leader that must not count stale votes as
-  a quorum (1.23), logs with holes (1.24), random deep explorations (1.25, 1.26) and a single
-  server (1.27). A search that passes within its budget is evidence, not proof.
+  a quorum (1.23), logs with holes (1.24), random deep explorations (1.25, 1.26), a single
+  server (1.27), and three ballots in play while old accepts, rejections and preemptions are
+  still in flight (1.30, 1.31): whoever leads next must re-propose the value accepted under the
+  highest ballot, and a server must never go back on a ballot it promised or accepted. A search
+  that passes within its budget is evidence, not proof.
 * Tests marked hidden run the same checks on other scenarios when your work is graded.
 
 The long search tests take a minute or more each. Run one test with its cell, or all of them
@@ -610,8 +618,9 @@ into a slot, and execution of a decided batch. Nothing changes for the client.""
     test_section(b, 4, """\
 ## The tests of part 4
 
-* **4.28, requests batched**: forty clients append at once on three servers; the messages to
-  servers per command must stay under 7.5 (about 10 without batching).
+* **4.28, requests batched**: forty clients append at once on three servers; the log must hold
+  at least two commands per slot on average (`last_non_empty()` against the commands completed).
+  Without batching every command takes a slot of its own.
 * **4.29, efficiency report** (0 points): prints the messages sent per command by type on five
   servers with one client, next to the minimum a stable leader needs. Use it to see where
   your messages go.

@@ -14,6 +14,12 @@ from browser import browser_page, jupyter_lab, run_all_cells
 
 ROOT = Path(__file__).resolve().parents[1]
 PING = ROOT / "solutions" / "ping" / "ping_server.py"
+PAXOS = ROOT / "solutions" / "paxos" / "paxos_server.py"
+
+# The stepper's row of node panels: its width, and how far its content reaches (wider means a scroll bar).
+PANEL_ROWS = """() => Array.from(document.querySelectorAll('.widget-hbox'))
+  .filter(box => box.children.length === 6 && box.innerText.includes('server5'))
+  .map(box => ({width: box.clientWidth, content: box.scrollWidth, right: box.getBoundingClientRect().right}))"""
 
 
 def write_notebook(folder: Path) -> Path:
@@ -38,6 +44,15 @@ def write_notebook(folder: Path) -> Path:
             "class Context:\n    solution = solution\n"
             "show_stepper(search_start(Context, [['a']]))"
         ),
+        new_code_cell(
+            "from labkit import Append, KVStore, Workload, server\n"
+            "from labkit.search import SearchState\n"
+            f"paxos = load_solution({str(PAXOS)!r})\n"
+            "servers = [server(i) for i in range(1, 6)]\n"
+            "show_stepper(SearchState.initial(\n"
+            "    servers=[paxos.PaxosServer(a, servers, KVStore()) for a in servers],\n"
+            "    workers=[(paxos.PaxosClient(client(1), servers), Workload.of([Append('x', '1')]))]))"
+        ),
     ]
     notebook = new_notebook(cells=cells, metadata={"kernelspec": {"name": "python3", "display_name": "Python 3",
                                                                   "language": "python"}})
@@ -51,7 +66,7 @@ def test_timeline_and_stepper_in_jupyterlab(tmp_path):
     work = tmp_path / "work"
     work.mkdir()
     write_notebook(work)
-    with jupyter_lab(work, tmp_path / "home") as url, browser_page() as page:
+    with jupyter_lab(work, tmp_path / "home") as url, browser_page(width=1366, height=768) as page:
         page.goto(url.format(path="stepper.ipynb"))
         page.wait_for_selector(".jp-Notebook .jp-Cell", timeout=60_000)
         page.wait_for_selector(".jp-Notebook-ExecutionIndicator, .jp-Toolbar", timeout=60_000)
@@ -63,6 +78,10 @@ def test_timeline_and_stepper_in_jupyterlab(tmp_path):
         page.wait_for_selector("text=step 0 of 0", timeout=30_000)
         deliver.click()
         page.wait_for_selector("text=step 1 of 1", timeout=30_000)  # the stepper moved on
+        page.wait_for_function(f"() => ({PANEL_ROWS})().length > 0", timeout=120_000)
+        rows = page.evaluate(PANEL_ROWS)
         shot = tmp_path / "stepper.png"
         page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
+    # Five servers and a client fit across a laptop screen: no scrolling sideways to see a node.
+    assert rows and all(r["content"] <= r["width"] + 1 and r["right"] <= 1366 for r in rows), rows

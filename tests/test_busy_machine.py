@@ -19,8 +19,6 @@ import pytest
 
 from labkit.course import Course
 
-pytestmark = pytest.mark.slow
-
 ROOT = Path(__file__).resolve().parent.parent
 LABKIT = Path(sys.executable).parent / "labkit"
 PAXOS_REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
@@ -51,6 +49,7 @@ def test_paxos_reference_keeps_full_marks_with_every_core_busy(hogs: int, tmp_pa
     assert done.returncode == 0
 
 
+@pytest.mark.slow
 def test_tour_reference_autogrades_to_full_marks_with_every_core_busy(hogs: int, tmp_path: Path,
                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("JUPYTER_CONFIG_DIR", "JUPYTER_DATA_DIR", "JUPYTER_RUNTIME_DIR", "IPYTHONDIR", "MPLCONFIGDIR"):

@@ -26,7 +26,6 @@ from labkit.testing import get_lab
 
 from conftest import NO_RETRY_FAILS, RETRY_BODY
 
-pytestmark = pytest.mark.slow
 
 ROOT = Path(__file__).resolve().parent.parent
 PING_REFERENCE = ROOT / "solutions" / "ping" / "ping_server.py"
@@ -124,6 +123,7 @@ def tour(env: Path, tmp_path_factory: pytest.TempPathFactory) -> Course:
     return course
 
 
+@pytest.mark.slow
 def test_reference_scores_full_marks_and_the_stub_scores_zero(tour: Course) -> None:
     scores = tour.scores("tour")
     assert set(scores["reference"]) == set(PING_CELLS)
@@ -135,11 +135,13 @@ def test_reference_scores_full_marks_and_the_stub_scores_zero(tour: Course) -> N
         assert "not implemented: Ping" in text, text
 
 
+@pytest.mark.slow
 def test_buggy_solution_gets_partial_marks_and_readable_feedback(tour: Course) -> None:
     scores = tour.scores("tour")["no-retry"]
     for cell, spec in PING_CELLS.items():
         assert scores[cell][0] == (0 if spec.qualified_number in NO_RETRY_FAILS else spec.points), cell
     tour.feedback("tour", ["no-retry"])
+    assert [p.name for p in (tour.root / "feedback" / "no-retry").rglob("*") if p.is_file()] == ["tour.html"]
     html = (tour.root / "feedback" / "no-retry" / "tour" / "tour.html").read_text()
     failing = sorted(NO_RETRY_FAILS)[0]
     spec = next(t for t in PING_TESTS if t.qualified_number == failing)
@@ -151,9 +153,11 @@ def test_buggy_solution_gets_partial_marks_and_readable_feedback(tour: Course) -
     assert images and base64.b64decode(images[0])[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+@pytest.mark.slow
 def test_broken_submissions_score_zero_with_a_message_and_others_are_unaffected(tour: Course) -> None:
     scores = tour.scores("tour")
-    reasons = {"missing": "there is no file", "syntax": "has a syntax error on line", "loop": "look for an endless loop"}
+    reasons = {"missing": "no ping_server.py was submitted", "syntax": "has a syntax error on line",
+               "loop": "look for an endless loop"}
     for student, words in reasons.items():
         assert total(scores[student])[0] == 0, student
         nb = autograded(tour, student, "tour", "tour.ipynb")
@@ -162,6 +166,7 @@ def test_broken_submissions_score_zero_with_a_message_and_others_are_unaffected(
     assert total(scores["reference"])[0] == total(scores["reference"])[1]
 
 
+@pytest.mark.slow
 def test_a_flood_of_output_costs_only_the_flooded_tests(tour: Course) -> None:
     """Output printed by handlers is captured by the test runner and never reaches the notebook;
     a test during which megabytes were printed scores 0 and says why, the others are graded."""
@@ -176,10 +181,11 @@ def test_a_flood_of_output_costs_only_the_flooded_tests(tour: Course) -> None:
         assert "characters during this test" in cell_text(nb, cell.split(":")[1])
 
 
+@pytest.mark.slow
 def test_same_submission_twice_gives_the_same_scores_and_export_matches(tour: Course) -> None:
     before = tour.scores("tour")
-    again = tour.autograde("tour", ["no-retry", "reference", "syntax"])
-    assert all(o.ok for o in again)
+    again = tour.autograde("tour", ["no-retry", "reference", "syntax"], regrade=True)
+    assert all(o.ok and not o.skipped for o in again)
     after = tour.scores("tour")
     assert {s: after[s] for s in ("no-retry", "reference", "syntax")} == {s: before[s] for s in ("no-retry", "reference", "syntax")}
     from nbgrader.api import Gradebook
@@ -196,6 +202,7 @@ def test_same_submission_twice_gives_the_same_scores_and_export_matches(tour: Co
         assert float(rows[student]["max_score"]) == pytest.approx(total(cells)[1])
 
 
+@pytest.mark.slow
 def test_check_reference_command_on_the_tour(tour: Course) -> None:
     score, most = tour.check_reference("tour", PING_REFERENCE, "ping_server.py")
     assert score == most == sum(t.points for t in PING_TESTS)
@@ -207,6 +214,7 @@ def test_check_reference_command_on_the_tour(tour: Course) -> None:
 # --------------------------------------------------------------------------
 
 
+@pytest.mark.heavy  # the whole Paxos assignment through nbgrader: many CPU-minutes
 def test_paxos_reference_scores_full_marks_in_every_notebook(env: Path, tmp_path: Path) -> None:
     """The reference module with the released notebooks: every public and hidden cell full,
     every notebook executed top to bottom, every picture cell an image."""
@@ -234,6 +242,7 @@ def test_paxos_reference_scores_full_marks_in_every_notebook(env: Path, tmp_path
     print(TIMINGS)
 
 
+@pytest.mark.heavy  # the whole Paxos assignment through nbgrader: many CPU-minutes
 def test_paxos_without_batching_gets_partial_marks_with_feedback(env: Path, tmp_path: Path) -> None:
     """The reference with batching turned off, graded on the batching notebook only (to keep this quick):
     it fails the two message-budget tests and passes the others."""
@@ -266,11 +275,12 @@ def test_paxos_without_batching_gets_partial_marks_with_feedback(env: Path, tmp_
     feedback_files = [p.name for p in (course.root / "feedback" / "no-batching").rglob("*") if p.is_file()]
     assert feedback_files == ["4_batching.html"], feedback_files
     assert "paxos_hidden" not in (course.root / "release" / "paxos" / "4_batching.ipynb").read_text()
-    (again,) = course.autograde("paxos", ["no-batching"], hidden_tests=tmp_path / "grader_tests")
-    assert again.ok and course.scores("paxos")["no-batching"] == first
+    (again,) = course.autograde("paxos", ["no-batching"], hidden_tests=tmp_path / "grader_tests", regrade=True)
+    assert again.ok and not again.skipped and course.scores("paxos")["no-batching"] == first
     print(TIMINGS)
 
 
+@pytest.mark.heavy  # the whole Paxos assignment through nbgrader: many CPU-minutes
 def test_paxos_without_garbage_collection_loses_every_memory_test(env: Path, tmp_path: Path) -> None:
     course = copy_course(tmp_path)
     for other in ("1_multi_paxos", "2_stable_leaders", "4_batching"):

@@ -268,3 +268,24 @@ def test_commands_find_the_course_from_the_repository_root(tmp_path: Path, monke
     assert "no submissions of tour" in result.stdout + result.stderr
     inside = run_labkit("course", "release", "--assignment", "nothing", cwd=tmp_path / "notebooks")
     assert "there is no assignment 'nothing'" in inside.stdout + inside.stderr
+
+
+def test_autograde_bad_input_says_what_to_do(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    hermetic(monkeypatch, tmp_path)
+    copy_course(tmp_path)
+    (tmp_path / "notebooks" / "submitted" / "ann" / "tour").mkdir(parents=True)
+    tour = ("course", "autograde", "--assignment", "tour")
+    said = {
+        "a student who submitted nothing": run_labkit(*tour, "--student", "bob", cwd=tmp_path),
+        "a wrong database URL": run_labkit(*tour, "--db", "postgres://ta:secret@127.0.0.1/course", cwd=tmp_path),
+        "--workers 0": run_labkit(*tour, "--workers", "0", cwd=tmp_path),
+    }
+    wanted = {
+        "a student who submitted nothing": "bob submitted no tour",
+        "a wrong database URL": "SQLAlchemy does not accept postgres://",
+        "--workers 0": "argument --workers: must be at least 1, got 0",
+    }
+    for case, result in said.items():
+        text = result.stdout + result.stderr
+        assert result.returncode == 2 and wanted[case] in text and "Traceback" not in text, (case, text)
+    assert "secret" not in said["a wrong database URL"].stderr

@@ -21,6 +21,7 @@ from labkit.testing.declare import SEARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
+PIGGYBACK = ROOT / "solutions" / "paxos" / "piggyback" / "paxos_server.py"
 HIDDEN = ROOT / "grader_tests" / "paxos_hidden.py"
 LABKIT_SCRIPT = Path(sys.executable).parent / "labkit"
 
@@ -49,7 +50,7 @@ def test_installed_labkit_does_not_register_the_hidden_tests(tmp_path):
     code = ("from labkit.labs.paxos.tests import LAB\n"
             "print(sum(t.hidden for t in LAB.tests), max(t.number for t in LAB.tests))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path, check=True)
-    assert done.stdout.split() == ["0", "29"]
+    assert done.stdout.split() == ["0", "31"]
 
 
 def test_cli_with_hidden_flag_lists_no_hidden_test_without_grader_tests(tmp_path):
@@ -84,6 +85,12 @@ def test_reference_passes_every_hidden_search_test(hidden):
                        out=io.StringIO())
     assert report.all_passed, [(r.number, r.failure) for r in report.results if not r.passed]
     assert max(r.seconds for r in report.results) < 120
+
+
+@pytest.mark.heavy  # the whole suite, searches included
+def test_second_reference_passes_every_public_and_hidden_test(hidden):
+    report = run_tests("paxos", solution=PIGGYBACK, include_hidden=True, out=io.StringIO())
+    assert report.all_passed, [(r.number, r.failure) for r in report.results if not r.passed]
 
 
 @pytest.mark.heavy  # every run test of the lab on a variant

@@ -15,8 +15,20 @@ ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
 MUTANTS_DIR = ROOT / "grader_tests" / "mutants"
 HIDDEN = ROOT / "grader_tests" / "paxos_hidden.py"
-RECORD = MUTANTS_DIR / "record.json"
 CATALOGUE = load_mutants(MUTANTS_DIR)
+# Each reference with the folder of its catalogue and record.
+REFERENCES = {
+    "reference": (REFERENCE, MUTANTS_DIR),
+    "piggyback": (ROOT / "solutions" / "paxos" / "piggyback" / "paxos_server.py", MUTANTS_DIR / "piggyback"),
+}
+EVERY_MUTANT = [(name, mutant) for name, (_, folder) in REFERENCES.items() for mutant in load_mutants(folder)]
+# The kinds of ballot bug the searches are aimed at, in both catalogues.
+BALLOT_BUGS = {
+    "reference": {"p2a_does_not_raise_ballot", "phase1_takes_last_promise", "ballots_by_address_first",
+                  "preemption_lowers_ballot"},
+    "piggyback": {"accept_does_not_raise_promise", "phase1_takes_last_promise", "ballots_by_address_first",
+                  "reject_sets_promise"},
+}
 
 
 def test_catalogue_has_at_least_twelve_distinct_mutants():
@@ -25,14 +37,22 @@ def test_catalogue_has_at_least_twelve_distinct_mutants():
     assert all(m.description for m in CATALOGUE)
 
 
-def test_every_mutant_applies_once_changes_the_code_and_imports(tmp_path):
-    reference = REFERENCE.read_text()
-    paths = write_mutants(REFERENCE, CATALOGUE, tmp_path)
-    assert set(paths) == {m.name for m in CATALOGUE}
+@pytest.mark.parametrize("which", sorted(REFERENCES))
+def test_every_mutant_applies_once_changes_the_code_and_imports(which, tmp_path):
+    solution_path, folder = REFERENCES[which]
+    catalogue = load_mutants(folder)
+    reference = solution_path.read_text()
+    paths = write_mutants(solution_path, catalogue, tmp_path)
+    assert set(paths) == {m.name for m in catalogue}
     for name, path in paths.items():
         assert path.read_text() != reference, name
         solution = load_solution(path)
         assert hasattr(solution, "PaxosServer") and hasattr(solution, "PaxosClient"), name
+
+
+@pytest.mark.parametrize("which", sorted(REFERENCES))
+def test_both_catalogues_hold_the_ballot_bugs(which):
+    assert BALLOT_BUGS[which] <= {m.name for m in load_mutants(REFERENCES[which][1])}
 
 
 def test_a_patch_that_no_longer_fits_fails_loudly():
@@ -52,18 +72,23 @@ def test_a_cheap_mutant_is_caught_by_a_run_test(tmp_path):
     assert "got a result with only 2 of 5 servers reachable" in (report.results[0].failure or "")
 
 
-def test_the_record_names_a_catching_test_for_every_mutant():
-    record = json.loads(RECORD.read_text())
+@pytest.mark.parametrize("which", sorted(REFERENCES))
+def test_the_record_names_a_catching_test_for_every_mutant(which):
+    solution_path, folder = REFERENCES[which]
+    record = json.loads((folder / "record.json").read_text())
+    assert record["reference"]["status"] == "passed" and record["reference"]["description"].endswith(
+        str(solution_path.relative_to(ROOT)))
     caught = {m["name"]: m["caught_by"] for m in record["mutants"] if m["status"] == "caught"}
-    assert set(caught) == {m.name for m in CATALOGUE}
+    assert set(caught) == {m.name for m in load_mutants(folder)}
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("mutant", CATALOGUE, ids=[m.name for m in CATALOGUE])
-def test_each_mutant_fails_its_recorded_catching_test(mutant: Mutant, tmp_path):
+@pytest.mark.parametrize("which,mutant", EVERY_MUTANT, ids=[f"{w}-{m.name}" for w, m in EVERY_MUTANT])
+def test_each_mutant_fails_its_recorded_catching_test(which: str, mutant: Mutant, tmp_path):
     load_hidden(HIDDEN)
-    record = json.loads(RECORD.read_text())
+    solution_path, folder = REFERENCES[which]
+    record = json.loads((folder / "record.json").read_text())
     (entry,) = [m for m in record["mutants"] if m["name"] == mutant.name]
-    path = write_mutants(REFERENCE, [mutant], tmp_path)[mutant.name]
+    path = write_mutants(solution_path, [mutant], tmp_path)[mutant.name]
     report = run_tests("paxos", numbers=[entry["caught_by"]], solution=path, include_hidden=True, out=io.StringIO())
     assert not report.results[0].passed, f"{mutant.name} passed {entry['caught_by']}"

@@ -15,6 +15,7 @@ from labkit.testing.declare import SEARCH
 
 ROOT = Path(__file__).resolve().parents[1]
 REFERENCE = ROOT / "solutions" / "paxos" / "paxos_server.py"
+PIGGYBACK = ROOT / "solutions" / "paxos" / "piggyback" / "paxos_server.py"
 STUB = ROOT / "notebooks" / "source" / "paxos" / "paxos_server.py"
 
 PUBLIC = LAB.select()  # hidden tests join LAB.tests only where grader_tests is imported
@@ -24,6 +25,8 @@ SEARCHES = [t.qualified_number for t in PUBLIC if SEARCH in t.categories]
 # The reference through every public run test (fast) and every search test (slow tier).
 test_reference_run_tests = pytest_cases("paxos", REFERENCE, numbers=RUN_ONLY)
 test_reference_search_tests = pytest.mark.slow(pytest_cases("paxos", REFERENCE, numbers=SEARCHES))
+# The second reference (another design) through the cheap run tests; all of its tests run in the heavy tier.
+test_piggyback_quick_run_tests = pytest_cases("paxos", PIGGYBACK, numbers=["1.2", "1.3", "1.5", "1.7", "1.9"])
 
 
 def run_quietly(solution: Path, **options: object):
@@ -81,6 +84,14 @@ def test_query_method_that_raises_is_named(tmp_path):
     assert "last_non_empty" in failure and "RuntimeError" in failure
 
 
+def test_two_designs_judged_one_after_the_other_in_one_process():
+    """Both references define a HeartbeatTimer, with other fields: as when autograding a class, the
+    second submission is judged on its own classes, not on the first one's."""
+    for solution in (REFERENCE, PIGGYBACK, REFERENCE):
+        report, text = run_quietly(solution, numbers=["1.1"])
+        assert report.all_passed, text
+
+
 @pytest.mark.heavy  # every run test of the lab on a variant
 def test_without_garbage_collection_only_part_3_fails(tmp_path):
     path = variant(tmp_path, "        if slot <= self.cleared_through:\n            return\n        for old",
@@ -88,6 +99,21 @@ def test_without_garbage_collection_only_part_3_fails(tmp_path):
     report, _ = run_quietly(path, exclude_categories=(SEARCH,))
     failed = {r.number for r in report.results if not r.passed}
     assert failed == {"3.11"}
+
+
+@pytest.mark.slow
+def test_batching_is_counted_in_commands_per_slot_whatever_carries_decisions(tmp_path):
+    """The second reference carries decisions on its accepts (few messages even unbatched): without
+    batching it still fails 4.28, because every command then takes a slot of its own."""
+    folder = tmp_path / "unbatched"
+    folder.mkdir()
+    unbatched = folder / "paxos_server.py"
+    unbatched.write_text(Mutant("unbatched", "", (("MAX_IN_FLIGHT = 3 ", "MAX_IN_FLIGHT = 10**9 "),)).apply(
+        PIGGYBACK.read_text()))
+    report, _ = run_quietly(unbatched, numbers=["4.28"])
+    assert "400 commands from 40 clients waiting at once on 3 servers used 400 log slots" in (report.results[0].failure or "")
+    report, text = run_quietly(PIGGYBACK, numbers=["4.28"])
+    assert report.all_passed, text
 
 
 @pytest.mark.heavy  # every run test of the lab on a variant

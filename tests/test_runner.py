@@ -266,3 +266,19 @@ def test_the_three_routes_give_the_same_verdicts(
     from_pytest, output = verdicts_from_pytest(no_retry, tmp_path)
     assert from_pytest == expected
     assert 'State violates "Clients done"' in output and "replay with: labkit test ping -n 1.4 --seed" in output
+
+
+def test_a_long_test_says_in_its_header_how_long_it_usually_takes() -> None:
+    lab = Lab("timed", solution_module="x")
+
+    @lab.test(1, "Quick", 1)
+    def quick(t: TestContext) -> None:
+        pass
+
+    @lab.test(2, "Long search", 5, categories=(SEARCH,), usual_seconds=45)
+    def long_search(t: TestContext) -> None:
+        pass
+
+    quick_spec, long_spec = lab.tests
+    assert quick_spec.header == "TEST 1.1: Quick [RUN] (1pt)"
+    assert long_spec.header == "TEST 1.2: Long search [SEARCH] (5pts) (usually about 45 s)"

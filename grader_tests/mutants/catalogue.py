@@ -154,6 +154,83 @@ MUTANTS: list[Mutant] = [
         ),),
     ),
     Mutant(
+        "p2a_does_not_raise_ballot",
+        "An acceptor accepts a P2a with a higher ballot but keeps its lower promised ballot, so a late P2a of an "
+        "older ballot can overwrite the value.",
+        ((
+            "        self.adopt(message.ballot)\n"
+            "        self.hear_from(sender, message.ballot)\n"
+            "        if message.ballot != self.ballot:\n"
+            "            self.send(Preempted(self.ballot), sender)\n"
+            "            return\n"
+            "        if message.slot > self.cleared_through:\n",
+            "        self.hear_from(sender, message.ballot)\n"
+            "        if message.ballot < self.ballot:\n"
+            "            self.send(Preempted(self.ballot), sender)\n"
+            "            return\n"
+            "        if message.slot > self.cleared_through:\n",
+        ),),
+    ),
+    Mutant(
+        "phase1_takes_last_promise",
+        "After phase 1 the leader re-proposes, per slot, the value of the P1b that completed its majority "
+        "(or of any other promise), whatever ballot it was accepted under.",
+        (
+            ("    def check_promises(self) -> None:\n", "    def check_promises(self, latest: Address | None = None) -> None:\n"),
+            ("        self.promises[sender] = message.entries\n        self.check_promises()\n",
+             "        self.promises[sender] = message.entries\n        self.check_promises(sender)\n"),
+            ("        for entries in self.promises.values():\n",
+             "        for _, entries in sorted(self.promises.items(), key=lambda item: (item[0] == latest, item[0])):\n"),
+            ("                if known is None or (entry.chosen and not known.chosen) or (\n"
+             "                    not known.chosen and entry.ballot > known.ballot\n"
+             "                ):\n",
+             "                if known is None or not known.chosen:\n"),
+        ),
+    ),
+    Mutant(
+        "ballots_by_address_first",
+        "Ballots are compared by leader address first and round second, so a new ballot (round + 1) of a "
+        "lower-addressed server is below the one it promised.",
+        ((
+            "# ---- commands placed in the log -------------------------------------------------\n",
+            "@dataclass(frozen=True)\n"
+            "class Ballot:\n"
+            "    round: int\n"
+            "    leader: Address\n"
+            "\n"
+            "    def __lt__(self, other: 'Ballot') -> bool:\n"
+            "        return (self.leader, self.round) < (other.leader, other.round)\n"
+            "\n"
+            "    def __gt__(self, other: 'Ballot') -> bool:\n"
+            "        return other < self\n"
+            "\n"
+            "    def __le__(self, other: 'Ballot') -> bool:\n"
+            "        return not other < self\n"
+            "\n"
+            "    def __ge__(self, other: 'Ballot') -> bool:\n"
+            "        return not self < other\n"
+            "\n"
+            "\n"
+            "# ---- commands placed in the log -------------------------------------------------\n",
+        ),),
+    ),
+    Mutant(
+        "preemption_lowers_ballot",
+        "A server takes the ballot of every Preempted message, even one lower than its own, so a late "
+        "preemption lowers its promise.",
+        ((
+            "    def handle_Preempted(self, message: Preempted, sender: Address) -> None:\n"
+            "        self.adopt(message.ballot)\n",
+            "    def handle_Preempted(self, message: Preempted, sender: Address) -> None:\n"
+            "        if message.ballot != self.ballot:\n"
+            "            self.active = False\n"
+            "            self.promises = None\n"
+            "            self.votes = {}\n"
+            "            self.waiting = ()\n"
+            "        self.ballot = message.ballot\n",
+        ),),
+    ),
+    Mutant(
         "client_never_retries",
         "The client sends each request once and never resends it.",
         ((

@@ -2,11 +2,12 @@
 
 nbgrader still runs each submitted notebook (bookkeeping, and the notebook the
 feedback is made from), in a boxed kernel whose test cells only say that the
-judge grades them. The verdicts come from here: every graded cell of the
+judge grades them. The verdicts come from the judge: every graded cell of the
 *source* notebooks names its test (``check_test("paxos", "1.4", ...)``), the
-judge runs those tests on the submitted module in boxed workers, and the
-scores are written to the gradebook in one transaction once every test has a
-verdict. Added cells, edited or deleted cells, anything a kernel printed or
+judge runs those tests on the submitted module in boxed workers (as Dask
+tasks, :mod:`labkit.course.distributed`), and this module turns the verdicts
+into scores and feedback; they reach the gradebook in one transaction once
+every test has a verdict (:mod:`labkit.course.coordinator`). Added cells, edited or deleted cells, anything a kernel printed or
 a kernel that died change no score. A test the grading machinery could not
 run leaves the submission ungraded ("not graded, re-run"), never at 0.
 """
@@ -27,10 +28,10 @@ import nbformat
 from labkit.node import LabkitError
 from labkit.testing.calls import summary_table
 from labkit.testing.declare import TestSpec
-from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result, run_one
+from labkit.testing.runner import TestResult, evidence_timeline, get_lab, print_result
 
-__all__ = ["GradedCell", "graded_cells", "judge_submission", "write_scores", "fill_feedback", "hidden_summary",
-           "polish_feedback", "GradingError"]
+__all__ = ["GradedCell", "graded_cells", "missing_result", "write_scores", "fill_feedback", "hidden_summary",
+           "polish_feedback", "timeline_picture", "GradingError"]
 
 FEEDBACK_OUTPUT_LIMIT = 20_000  # characters of a test's printed output shown in feedback
 
@@ -84,30 +85,10 @@ def _test_call(source: str) -> tuple[str, str] | None:
     return None
 
 
-def judge_submission(module: Path, cells: Iterable[GradedCell]) -> dict[tuple[str, str], TestResult]:
-    """Run the test of every graded cell on ``module`` (hidden tests must be registered already).
-
-    Returns the result of each test by ``(lab, number)``; a missing module fails every test."""
-    results: dict[tuple[str, str], TestResult] = {}
-    for cell in cells:
-        key = (cell.lab, cell.number)
-        if key in results:
-            continue
-        lab = get_lab(cell.lab)
-        specs = [s for s in lab.tests if s.qualified_number == cell.number]
-        if not specs:
-            raise GradingError(f"lab {cell.lab} has no test {cell.number} (are the hidden tests on the path?)")
-        spec = specs[0]
-        if not module.is_file():
-            results[key] = _missing(spec, module)
-            continue
-        results[key] = run_one(spec, module, lab=lab, solution_label=module.name)
-    return results
-
-
-def _missing(spec: TestSpec, module: Path) -> TestResult:
+def missing_result(spec: TestSpec, module: str) -> TestResult:
+    """The result of a test when the student submitted no ``module``: failed, and graded."""
     return TestResult(spec.lab, spec.part, spec.qualified_number, spec.name, list(spec.categories), spec.points, 0.0,
-                      False, spec.default_seed, 0.0, failure=f"no {module.name} was submitted")
+                      False, spec.default_seed, 0.0, failure=f"no {module} was submitted")
 
 
 def write_scores(gradebook_url: str, course_id: str, assignment: str, student: str, cells: Iterable[GradedCell],
@@ -154,18 +135,18 @@ def _text(result: TestResult, spec: TestSpec, hidden: bool) -> str:
     return out.getvalue()
 
 
-def _picture(result: TestResult) -> list[dict[str, Any]]:
-    """The failure's picture and a line saying what it shows (nothing for a pass or when it cannot be drawn)."""
+def timeline_picture(result: TestResult) -> dict[str, str] | None:
+    """The timeline of a failed test's run or trace for the feedback: ``{"png": base64 PNG, "caption": what it
+    shows}``, or None if it passed, has nothing to draw, or could not be drawn (a picture never hides the verdict)."""
     if result.passed or result.evidence is None:
-        return []
+        return None
     try:
         figure = evidence_timeline(result, end=True)
         buffer = io.BytesIO()
         figure.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
-    except Exception:  # a picture never hides the verdict
-        return []
-    return [nbformat.v4.new_output("display_data", data={"image/png": base64.b64encode(buffer.getvalue()).decode()}),
-            nbformat.v4.new_output("stream", name="stdout", text=f"(The picture shows {figure.get_label()}.)\n")]
+    except Exception:
+        return None
+    return {"png": base64.b64encode(buffer.getvalue()).decode(), "caption": f"(The picture shows {figure.get_label()}.)"}
 
 
 SUMMARY_ID = "summary"  # the grade id of a notebook's closing results cell
@@ -199,9 +180,9 @@ def _summary(graded: list[GradedCell], results: dict[tuple[str, str], TestResult
 
 
 def fill_feedback(folder: Path, cells: Iterable[GradedCell], results: dict[tuple[str, str], TestResult],
-                  hidden_numbers: set[tuple[str, str]]) -> None:
-    """Put the judge's result (and, for a public failure, its picture) into each graded cell of the
-    notebooks in ``folder`` (an autograded submission), replacing what the kernel printed."""
+                  hidden_numbers: set[tuple[str, str]], pictures: dict[tuple[str, str], dict[str, str] | None]) -> None:
+    """Put the judge's result (and, for a public failure, its picture and caption, by test) into each
+    graded cell of the notebooks in ``folder`` (an autograded submission), replacing what the kernel printed."""
     by_notebook: dict[str, list[GradedCell]] = {}
     for cell in cells:
         by_notebook.setdefault(cell.notebook, []).append(cell)
@@ -224,8 +205,10 @@ def fill_feedback(folder: Path, cells: Iterable[GradedCell], results: dict[tuple
             spec = next(s for s in get_lab(graded_cell.lab).tests if s.qualified_number == graded_cell.number)
             hidden = key in hidden_numbers
             outputs = [nbformat.v4.new_output("stream", name="stdout", text=_text(result, spec, hidden))]
-            if not hidden:
-                outputs += _picture(result)
+            picture = None if hidden else pictures.get(key)
+            if picture is not None:
+                outputs.append(nbformat.v4.new_output("display_data", data={"image/png": picture["png"]}))
+                outputs.append(nbformat.v4.new_output("stream", name="stdout", text=picture["caption"] + "\n"))
             cell.outputs = outputs
         mode = path.stat().st_mode
         path.chmod(mode | 0o200)

@@ -2,12 +2,12 @@
 
 * ``release``: ``nbgrader generate_assignment``, then a check that the release
   holds no solution or hidden-test code.
-* ``autograde``: for each student, the judge runs every graded cell's test
-  (hidden tests included, imported here and nowhere else) on the submitted
-  module in boxed workers; nbgrader then runs the notebooks in a boxed kernel
-  (:mod:`labkit.worker.kernel`) for its bookkeeping and the feedback notebook,
-  and the judge's scores and results are written over whatever the kernel did
-  (:mod:`labkit.course.grading`). One student's trouble never stops the rest.
+* ``autograde``: every graded cell's test (hidden tests included) is judged
+  on the submitted module, as a task on a Dask cluster; nbgrader runs the
+  notebooks here in a boxed kernel (:mod:`labkit.worker.kernel`) for its
+  bookkeeping and the feedback notebook, and the judge's scores and results
+  are written over whatever the kernel did (:mod:`labkit.course.coordinator`).
+  One student's trouble never stops the rest.
 * ``feedback`` and ``export``: nbgrader's, run from the course folder.
 * ``check_reference``: autogrades a submission made from the reference
   solution and fails unless it scores full marks.
@@ -23,11 +23,13 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Sequence, TextIO
 
+from labkit.course.coordinator import GradingOutcome
+from labkit.course.gradebook import database_url, default_url
 from labkit.node import LabkitError
 
 __all__ = [
@@ -43,27 +45,20 @@ class CourseError(LabkitError):
     """The course folder or a grading step is not usable; the message says how to fix it."""
 
 
-@dataclass
-class GradingOutcome:
-    """How autograding one student went: ``ok`` when scores were written."""
-
-    student: str
-    ok: bool
-    seconds: float
-    reason: str = ""
-    score: float = 0.0
-    max_score: float = 0.0
-
-
 def _nbgrader() -> list[str]:
     return [sys.executable, "-m", "nbgrader"]
 
 
 class Course:
-    """An nbgrader course folder (the one holding ``nbgrader_config.py``)."""
+    """An nbgrader course folder (the one holding ``nbgrader_config.py``), with its gradebook at ``db``
+    (a SQLAlchemy URL; default: ``CourseDirectory.db_url`` of the course's config, else
+    ``gradebook.db`` in the course folder)."""
 
-    def __init__(self, root: str | Path | None = None) -> None:
+    def __init__(self, root: str | Path | None = None, db: str | None = None) -> None:
         self.root = self.find(root)
+        configured = db or str(_config(self.root).CourseDirectory.get("db_url") or "")
+        self.db_url = database_url(configured) if configured else default_url(self.root)
+        self.course_id = _course_id(self.root)
 
     @staticmethod
     def find(root: str | Path | None) -> Path:
@@ -81,27 +76,35 @@ class Course:
     # ---- running nbgrader -----------------------------------------------------
 
     def run(self, args: Sequence[str], *, env: dict[str, str] | None = None, deadline: float | None = None,
-            quiet: bool = False) -> subprocess.CompletedProcess[str]:
-        """Run ``nbgrader ARGS`` in the course folder. Past ``deadline`` seconds it
-        gets SIGINT (nbgrader cancels and cleans up), then SIGKILL 30 s later."""
+            quiet: bool = False, db_url: str | None = None,
+            stop: threading.Event | None = None) -> subprocess.CompletedProcess[str]:
+        """Run ``nbgrader ARGS`` in the course folder, on the gradebook ``db_url`` (default: the course's).
+        Past ``deadline`` seconds, or once ``stop`` is set, it gets SIGINT (nbgrader cancels and
+        cleans up), then SIGKILL 30 s later."""
         environment = {**os.environ, **(env or {})}
         # nbgrader runs the `alembic` script of its own environment by name: put that
         # environment's bin folder first, even when labkit was started without activating it.
         environment["PATH"] = os.pathsep.join(filter(None, [str(Path(sys.executable).parent), environment.get("PATH")]))
         process = subprocess.Popen(
-            _nbgrader() + list(args), cwd=self.root, env=environment,
-            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+            _nbgrader() + list(args) + [f"--CourseDirectory.db_url={db_url or self.db_url}"], cwd=self.root,
+            env=environment, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
         )
-        try:
-            output, _ = process.communicate(timeout=deadline)
-        except subprocess.TimeoutExpired:
+        ends = None if deadline is None else time.monotonic() + deadline
+        while True:
+            try:
+                output, _ = process.communicate(timeout=0.5)
+                break
+            except subprocess.TimeoutExpired:  # no output is lost: communicate() goes on where it stopped
+                if (ends is None or time.monotonic() < ends) and not (stop is not None and stop.is_set()):
+                    continue
             process.send_signal(signal.SIGINT)
             try:
                 output, _ = process.communicate(timeout=30)
             except subprocess.TimeoutExpired:
                 process.kill()
                 output, _ = process.communicate()
-            output += f"\nlabkit: stopped after the {deadline:g} s deadline"
+            why = "grading was interrupted" if stop is not None and stop.is_set() else f"the {deadline:g} s deadline"
+            output += f"\nlabkit: stopped after {why}"
             return subprocess.CompletedProcess(process.args, 124, output, "")
         if not quiet and process.returncode != 0:
             sys.stdout.write(output)
@@ -172,38 +175,28 @@ class Course:
         return sorted(p.name for p in submitted.iterdir() if (p / assignment).is_dir())
 
     def autograde(self, assignment: str, students: Sequence[str] | None = None, *, hidden_tests: Path | None = None,
-                  deadline: float = 1800.0) -> list[GradingOutcome]:
-        """Grade each student (see the module docstring); one student's trouble never stops the rest.
+                  deadline: float = 1800.0, workers: int | None = None, scheduler: str | None = None,
+                  regrade: bool = False, out: TextIO | None = None) -> list[GradingOutcome]:
+        """Grade each student's submission on Dask (see :mod:`labkit.course.coordinator`); one student's
+        trouble never stops the rest. ``workers`` processes on this machine (default: one per usable
+        CPU), or the existing cluster whose scheduler is at ``scheduler``. Submissions already graded
+        (same files, same tests) are skipped unless ``regrade``.
 
         ``deadline`` bounds (in real time) nbgrader's run of one student's notebooks,
         which decides no score: past it the student is "not graded" and can be re-run."""
-        from labkit.course.grading import graded_cells, judge_submission
+        from labkit.course.coordinator import autograde
 
-        chosen = list(students) if students else self.students(assignment)
+        submitted = self.students(assignment)
+        chosen = list(dict.fromkeys(students)) if students else submitted
         if not chosen:
             raise CourseError(f"no submissions of {assignment} in {self.root / 'submitted'}")
-        cells = graded_cells(self.root / "source" / assignment)
-        hidden = self._load_hidden(cells, hidden_tests)
-        outcomes = []
-        for student in chosen:
-            began = time.perf_counter()
-            folder = self.root / "submitted" / student / assignment
-            module = folder / self.module_of(cells)
-            try:
-                results = judge_submission(module, cells)
-            except LabkitError as error:
-                outcomes.append(GradingOutcome(student, False, time.perf_counter() - began, f"not graded: {error}"))
-                continue
-            ungraded = [r for r in results.values() if not r.graded]
-            if ungraded:
-                outcomes.append(GradingOutcome(student, False, time.perf_counter() - began,
-                                               f"not graded, re-run: {ungraded[0].failure}"))
-                continue
-            reason = self._record(assignment, student, cells, results, hidden, deadline)
-            outcomes.append(GradingOutcome(student, reason is None, time.perf_counter() - began, reason or "",
-                                           sum(r.points_earned for r in results.values()),
-                                           sum(c.points for c in cells)))
-        return outcomes
+        unknown = [s for s in chosen if s not in submitted]
+        if unknown:
+            raise CourseError(f"{', '.join(unknown)} submitted no {assignment} (there is no "
+                              f"{self.root / 'submitted' / unknown[0] / assignment}); check the name given with "
+                              "--student")
+        return autograde(self, assignment, chosen, hidden_tests=hidden_tests, deadline=deadline, workers=workers,
+                         scheduler=scheduler, regrade=regrade, out=out)
 
     def module_of(self, cells: Sequence[Any]) -> str:
         """The file students submit for the labs these cells test (one lab per assignment)."""
@@ -214,7 +207,7 @@ class Course:
             raise CourseError(f"the assignment's graded cells test {len(labs)} labs ({', '.join(labs)}); one is needed")
         return f"{get_lab(labs[0]).solution_module}.py"
 
-    def _load_hidden(self, cells: Sequence[Any], hidden_tests: Path | None) -> set[tuple[str, str]]:
+    def load_hidden(self, cells: Sequence[Any], hidden_tests: Path | None) -> set[tuple[str, str]]:
         """Register the hidden tests of the labs graded here; the (lab, number) of every hidden test."""
         from labkit.testing.check_solution import load_hidden
         from labkit.testing.runner import get_lab
@@ -233,11 +226,11 @@ class Course:
                 numbers.add((cell.lab, cell.number))
         return numbers
 
-    def _record(self, assignment: str, student: str, cells: Sequence[Any], results: dict[Any, Any],
-                hidden: set[tuple[str, str]], deadline: float) -> str | None:
-        """Run nbgrader for the student's notebooks (boxed kernel), then write the judge's scores
-        and results. Returns why the student is not graded, or None."""
-        from labkit.course.grading import fill_feedback, write_scores
+    def run_notebooks(self, assignment: str, student: str, db_url: str, deadline: float,
+                      stop: threading.Event | None = None) -> str | None:
+        """Run nbgrader's autograde of the student's notebooks (boxed kernel) on the gradebook ``db_url``,
+        for its bookkeeping and the notebooks the feedback is made from. Returns why the student
+        cannot be graded, or None."""
         from labkit.worker.box import choose_box_uid, kill_box
         from labkit.worker.kernel import KERNEL_NAME, UID_VARIABLE, kernelspec
 
@@ -248,20 +241,16 @@ class Course:
                 env[UID_VARIABLE] = str(uid)
             args = ["autograde", assignment, "--student", student, "--force", f"--Execute.kernel_name={KERNEL_NAME}"]
             try:
-                result = self.run(args, env=env, deadline=deadline, quiet=True)
+                result = self.run(args, env=env, deadline=deadline, quiet=True, db_url=db_url, stop=stop)
             finally:
                 kill_box(uid)
-        autograded = self.root / "autograded" / student / assignment
         if result.returncode == 124:
-            return "not graded, re-run: nbgrader did not finish running the notebooks in time"
+            if stop is not None and stop.is_set():
+                return "grading was interrupted"
+            return "nbgrader did not finish running the notebooks in time"
+        autograded = self.root / "autograded" / student / assignment
         if not autograded.is_dir():
             self._notebooks_without_kernel(assignment, student, autograded)
-        try:
-            write_scores(f"sqlite:///{self.root / 'gradebook.db'}", _course_id(self.root), assignment, student,
-                         cells, results)
-        except Exception as error:  # the gradebook is the grader's: nothing was written
-            return f"not graded, re-run: the gradebook could not be written ({type(error).__name__}: {error})"
-        fill_feedback(autograded, cells, results, hidden)
         return None
 
     def _notebooks_without_kernel(self, assignment: str, student: str, target: Path) -> None:
@@ -287,7 +276,9 @@ class Course:
 
     def feedback(self, assignment: str, students: Sequence[str] | None = None) -> None:
         """Write feedback pages for ``students`` (every graded student if None); nbgrader takes
-        one student per run, so each named student is a run of its own."""
+        one student per run, so each named student is a run of its own. A student's feedback
+        folder holds only the pages (nbgrader would also copy every other file of the graded
+        submission: the student's own module, the assignment's data files)."""
         from labkit.course.grading import graded_cells, polish_feedback
 
         for student in students or [None]:
@@ -299,17 +290,25 @@ class Course:
         cells = graded_cells(self.root / "source" / assignment)
         made = self.root / "feedback"
         for folder in students or ([p.name for p in made.iterdir() if p.is_dir()] if made.is_dir() else []):
-            for page in (self.root / "feedback" / folder / assignment).glob("*.html"):
+            pages = self.root / "feedback" / folder / assignment
+            for page in pages.glob("*.html"):
                 mine = [c for c in cells if c.notebook == page.stem]
                 page.write_text(polish_feedback(page.read_text(encoding="utf-8"), mine), encoding="utf-8")
+            for other in sorted(pages.rglob("*"), reverse=True) if pages.is_dir() else []:
+                if other.is_dir() and not other.is_symlink():
+                    if not any(other.iterdir()):
+                        other.rmdir()
+                elif other.parent != pages or other.suffix != ".html":
+                    other.unlink()
 
     def export(self, to: Path | None = None) -> Path:
         """Write every student's total per assignment to a CSV file (default ``grades.csv`` in the
-        course folder), with a ``status`` column: ``graded``, or ``missing`` for a student who
-        submitted nothing (whose score of 0 is not a grade)."""
+        course folder), with a ``status`` column: ``graded`` (a finished grading), ``not graded`` (submitted,
+        but no grading of it finished: re-run autograde; its score columns are empty, never 0) or
+        ``missing`` (nothing submitted: the 0 is not a grade)."""
         import csv
 
-        from nbgrader.api import Gradebook, MissingEntry
+        from labkit.course.gradebook import Gradebook
 
         to = (to or self.root / "grades.csv").resolve()
         result = self.run(["export", f"--to={to}"], quiet=True)
@@ -317,16 +316,25 @@ class Course:
             raise CourseError(f"nbgrader export failed:\n{result.stdout[-3000:]}")
         with to.open(newline="", encoding="utf-8") as file:
             rows = list(csv.DictReader(file))
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=_course_id(self.root)) as gradebook:
-            for row in rows:
-                try:
-                    gradebook.find_submission(row["assignment"], row["student_id"])
-                    row["status"] = "graded"
-                except MissingEntry:
-                    row["status"] = "missing"
-        fields = list(rows[0]) if rows else ["assignment", "student_id", "status"]
+        with Gradebook(self.db_url, self.course_id) as gradebook:
+            assignments = gradebook.assignments()
+            finished = {assignment: gradebook.finished(assignment) for assignment in assignments}
+        fields = list(rows[0]) if rows else ["assignment", "student_id", "raw_score", "score", "max_score"]
+        listed = {(row["assignment"], row["student_id"]) for row in rows}
+        for assignment in assignments:  # submitted but never graded: nbgrader does not know them yet
+            rows.extend({"assignment": assignment, "student_id": student} for student in self.students(assignment)
+                        if (assignment, student) not in listed)
+        for row in rows:
+            assignment, student = row["assignment"], row["student_id"]
+            if student in finished.get(assignment, {}):
+                row["status"] = "graded"
+            elif (self.root / "submitted" / student / assignment).is_dir():
+                row["status"] = "not graded"
+                row.update({name: "" for name in ("raw_score", "late_submission_penalty", "score") if name in fields})
+            else:
+                row["status"] = "missing"
         with to.open("w", newline="", encoding="utf-8") as file:
-            writer = csv.DictWriter(file, fieldnames=fields)
+            writer = csv.DictWriter(file, fieldnames=[*fields, "status"], restval="")
             writer.writeheader()
             writer.writerows(rows)
         return to
@@ -335,9 +343,8 @@ class Course:
         """Per student, per graded cell: ``(score, max_score)`` from the gradebook."""
         from nbgrader.api import Gradebook, MissingEntry
 
-        config = _course_id(self.root)
         scores: dict[str, dict[str, tuple[float, float]]] = {}
-        with Gradebook(f"sqlite:///{self.root / 'gradebook.db'}", course_id=config) as gradebook:
+        with Gradebook(self.db_url, course_id=self.course_id) as gradebook:
             try:
                 submissions = gradebook.assignment_submissions(assignment)
             except MissingEntry:
@@ -353,8 +360,10 @@ class Course:
     # ---- the reference check ------------------------------------------------------------
 
     def check_reference(self, assignment: str, reference: Path, module_name: str, *,
-                        hidden_tests: Path | None = None, deadline: float = 1800.0) -> tuple[float, float]:
-        """Autograde the source notebooks with the reference module; return (score, max)."""
+                        hidden_tests: Path | None = None, deadline: float = 1800.0, workers: int | None = None,
+                        scheduler: str | None = None) -> tuple[float, float]:
+        """Autograde the source notebooks with the reference module (on Dask, as :meth:`autograde`);
+        return (score, max)."""
         if not reference.is_file():
             raise CourseError(f"there is no reference solution {reference}")
         folder = self.root / "submitted" / REFERENCE_STUDENT / assignment
@@ -365,7 +374,8 @@ class Course:
         shutil.copy(reference, folder / module_name)
         self.run(["db", "student", "add", REFERENCE_STUDENT, "--last-name=Reference", "--first-name=Labkit"], quiet=True)
         try:
-            outcome = self.autograde(assignment, [REFERENCE_STUDENT], hidden_tests=hidden_tests, deadline=deadline)[0]
+            outcome = self.autograde(assignment, [REFERENCE_STUDENT], hidden_tests=hidden_tests, deadline=deadline,
+                                     workers=workers, scheduler=scheduler, regrade=True)[0]
             if not outcome.ok:
                 raise CourseError(f"autograding the reference solution failed: {outcome.reason}")
             cells = self.scores(assignment).get(REFERENCE_STUDENT, {})
@@ -389,12 +399,6 @@ def _config(root: Path):  # type: ignore[no-untyped-def]
 
 def _course_id(root: Path) -> str:
     return str(_config(root).CourseDirectory.course_id or "default_course")
-
-
-def _last_error(output: str) -> str:
-    lines = [line.strip() for line in output.splitlines() if line.strip()]
-    errors = [line for line in lines if "Error" in line or "error" in line or "Failed" in line]
-    return (errors or lines or ["nbgrader gave no output"])[-1][:500]
 
 
 def defined_names(paths: Sequence[Path]) -> set[str]:

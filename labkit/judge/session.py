@@ -24,7 +24,7 @@ import labkit
 from labkit.judge.nodes import NO_OBSERVATIONS, HostedNode, Outcome, RemoteSolution, RunHost, remote_exception
 from labkit.judge.worker import InfrastructureError, Limits, WorkerFailure, WorkerProcess, worker_argv
 from labkit.node import LabkitError
-from labkit.wire import WireValue, class_name, trust_module
+from labkit.wire import WireValue, class_name, forget_schemas, trust_module
 
 __all__ = ["Session", "BudgetExceeded", "NondeterminismError", "default_workers", "CHECKER"]
 
@@ -113,6 +113,7 @@ class Session(RunHost):
                 shutil.copyfile(sibling, self.workdir / sibling.name)
                 copied += 1
         shutil.copyfile(path, self.workdir / path.name)
+        forget_schemas()  # this submission's classes may share names, not fields, with the last one judged
         self.solution_module = name
         self.solution_path = path.resolve()
         if self.label is None:

@@ -1,12 +1,18 @@
-"""The instructor check: the reference passes every test and every known-buggy variant fails one.
+"""The instructor check: each reference passes every test and every known-buggy variant fails one.
 
-``labkit check-solution LAB --reference FILE --hidden FILE --mutants PATH`` runs
+``labkit check-solution LAB --reference FILE --mutants PATH --hidden FILE`` runs
 the lab's public tests plus the hidden tests registered by the ``--hidden``
 module against the reference solution and against every mutant. A mutant is the
 reference with a few exact text replacements (:class:`Mutant`); ``PATH`` is a
 catalogue module (or a folder holding ``catalogue.py``) that defines
-``MUTANTS``. Each candidate runs in its own process under a wall-clock limit, so
-a mutant that loops or crashes costs only its own column.
+``MUTANTS``. A lab with several references (correct solutions of different
+designs) gives ``--reference`` and ``--mutants`` once for each. Each candidate
+runs in its own process under a wall-clock limit, so a mutant that loops or
+crashes costs only its own column.
+
+For each mutant the report gives the first test that failed, the time until it
+failed and the length of its evidence (the events of a search's counterexample,
+or the steps of a failing run), with the medians over all mutants.
 
 Nothing here knows about a particular lab: the lab, the paths and the hidden
 module come from the arguments.
@@ -35,8 +41,8 @@ from labkit.judge.session import default_workers
 from labkit.testing.runner import check_loads
 from labkit.testing.solution import SolutionError
 
-__all__ = ["Mutant", "MutantError", "CandidateResult", "CheckReport", "check_solution", "load_mutants",
-           "load_hidden", "register"]
+__all__ = ["Mutant", "MutantError", "CandidateResult", "CheckReport", "Reference", "check_solution", "check_solutions",
+           "load_mutants", "load_hidden", "medians", "register", "summary"]
 
 DEFAULT_TIMEOUT = 1800.0  # seconds of real time for one candidate's whole run
 
@@ -72,13 +78,23 @@ class Mutant:
 
 @dataclass
 class TestOutcome:
-    """One test's verdict for one candidate."""
+    """One test's verdict for one candidate; for a failure, how long its evidence is."""
 
     passed: bool
     seconds: float
     failure: str | None = None
+    events: int | None = None
+    """Events of the counterexample trace (a search), or steps of the failing run (a run test)."""
+    trace: bool = False
+    """True when ``events`` counts a search's counterexample trace, False for a run's steps."""
 
     __test__ = False
+
+    def evidence(self) -> str:
+        """``a 12-event trace``, ``a run of 3,456 steps`` or ``no trace`` (a goal not reached, a crash)."""
+        if self.events is None:
+            return "no trace"
+        return f"a {self.events}-event trace" if self.trace else f"a run of {self.events:,} steps"
 
 
 @dataclass
@@ -99,6 +115,12 @@ class CandidateResult:
     def caught_by(self) -> str | None:
         failed = self.failed
         return failed[0] if failed else None
+
+    @property
+    def catch(self) -> TestOutcome | None:
+        """The outcome of the first test that failed."""
+        by = self.caught_by
+        return self.results[by] if by is not None else None
 
     def catch_seconds(self) -> float | None:
         """Real time from the start of the candidate's run until its first failing test ended."""
@@ -143,6 +165,8 @@ class CheckReport:
                 "status": status,
                 "caught_by": c.caught_by,
                 "catch_seconds": c.catch_seconds(),
+                "catch_events": c.catch.events if c.catch is not None else None,
+                "catch_trace": c.catch.trace if c.catch is not None else None,
                 "seconds": round(c.seconds, 3),
                 "error": c.error,
                 "results": {n: asdict(r) for n, r in c.results.items()},
@@ -255,51 +279,68 @@ def _worker(argv: Sequence[str]) -> int:
         for number in args.tests.split(","):
             emit({"event": "start", "number": number})
             result = run_one(specs[number], solution, solution_label=args.solution, lab=lab)
+            events, trace = _evidence_length(result.evidence) if not result.passed else (None, False)
             emit({"event": "result", "number": number, "passed": result.passed, "seconds": result.seconds,
-                  "failure": result.failure})
+                  "failure": result.failure, "events": events, "trace": trace})
             if args.stop_at_first and not result.passed:
                 break
     return 0
+
+
+def _evidence_length(evidence: Any) -> tuple[int | None, bool]:
+    """The events of a search's counterexample trace (True), or the steps of a run (False)."""
+    from labkit.search.trace import Trace
+    from labkit.sim.log import DELIVER, TIMER_FIRE
+    from labkit.sim.simulator import Simulation
+
+    if isinstance(evidence, Trace):
+        return len(evidence.events), True
+    if isinstance(evidence, Simulation):
+        return len(evidence.log.of_kind(DELIVER, TIMER_FIRE)), False
+    return None, False
 
 
 @dataclass
 class _Job:
     """A candidate waiting for, or running in, its worker process."""
 
+    key: str  # unique among all candidates of the check (names its files)
     result: CandidateResult
     solution: Path
     tests: list[str]
     stop_at_first: bool
-    out: Path
+    is_reference: bool
     process: subprocess.Popen[bytes] | None = None
     started: float = 0.0
 
 
-def _start(job: _Job, lab: str, hidden: Path | None, log: Path) -> None:
+def _start(job: _Job, lab: str, hidden: Path | None, workdir: Path) -> None:
     command = [sys.executable, "-m", "labkit.testing.check_solution", lab, str(job.solution),
-               "--tests", ",".join(job.tests), "--out", str(job.out)]
+               "--tests", ",".join(job.tests), "--out", str(workdir / f"{job.key}.jsonl")]
     if hidden is not None:
         command += ["--hidden", str(hidden)]
     if job.stop_at_first:
         command.append("--stop-at-first")
-    with open(log, "wb") as sink:
+    with open(workdir / f"{job.key}.log", "wb") as sink:
         job.process = subprocess.Popen(command, stdout=sink, stderr=subprocess.STDOUT, start_new_session=True)
     job.started = time.monotonic()
 
 
-def _collect(job: _Job, log: Path, stopped: str | None) -> None:
+def _collect(job: _Job, workdir: Path, stopped: str | None) -> None:
     """Read the worker's events into ``job.result``; ``stopped`` says why it was killed, if it was."""
     result = job.result
     result.seconds = time.monotonic() - job.started
     running = None
-    if job.out.exists():
-        for line in job.out.read_text(encoding="utf-8").splitlines():
+    events = workdir / f"{job.key}.jsonl"
+    if events.exists():
+        for line in events.read_text(encoding="utf-8").splitlines():
             record = json.loads(line)
             if record["event"] == "start":
                 running = record["number"]
             elif record["event"] == "result":
                 running = None
-                result.results[record["number"]] = TestOutcome(record["passed"], record["seconds"], record["failure"])
+                result.results[record["number"]] = TestOutcome(record["passed"], record["seconds"], record["failure"],
+                                                               record.get("events"), record.get("trace", False))
             elif record["event"] == "error":
                 result.error = record["message"]
     code = job.process.returncode if job.process is not None else None
@@ -308,6 +349,7 @@ def _collect(job: _Job, log: Path, stopped: str | None) -> None:
         ran = sum(r.seconds for r in result.results.values())
         result.results[running] = TestOutcome(False, round(max(result.seconds - ran, 0.0), 3), why)
     elif result.error is None and (stopped or code != 0):
+        log = workdir / f"{job.key}.log"
         tail = log.read_text(encoding="utf-8", errors="replace")[-2000:] if log.exists() else ""
         result.error = (stopped or f"the test process failed (exit code {code})") + (f":\n{tail}" if tail else "")
 
@@ -320,7 +362,7 @@ def _run_jobs(jobs: list[_Job], lab: str, hidden: Path | None, workdir: Path, pa
     while waiting or running:
         while waiting and len(running) < parallel:
             job = waiting.pop(0)
-            _start(job, lab, hidden, workdir / f"{job.result.name}.log")
+            _start(job, lab, hidden, workdir)
             running.append(job)
         time.sleep(0.05)
         for job in list(running):
@@ -333,39 +375,73 @@ def _run_jobs(jobs: list[_Job], lab: str, hidden: Path | None, workdir: Path, pa
                 os.killpg(job.process.pid, signal.SIGKILL)
                 job.process.wait()
             running.remove(job)
-            _collect(job, workdir / f"{job.result.name}.log", stopped)
+            _collect(job, workdir, stopped)
             done += 1
-            out.write(f"[{done}/{len(jobs)}] {_one_line(job.result, job is jobs[0])}\n")
+            out.write(f"[{done}/{len(jobs)}] {_one_line(job)}\n")
             out.flush()
 
 
-def _one_line(result: CandidateResult, is_reference: bool) -> str:
+def _one_line(job: _Job) -> str:
+    result = job.result
+    name = f"{job.key.split('/')[0]}/{result.name}" if "/" in job.key else result.name
     if result.error is not None:
-        return f"{result.name}: ERROR {result.error.splitlines()[0]}"
-    if is_reference:
+        return f"{name}: ERROR {result.error.splitlines()[0]}"
+    if job.is_reference:
         failed = result.failed
         verdict = f"FAILED {', '.join(failed)}" if failed else f"passed {len(result.results)} tests"
-        return f"{result.name}: {verdict} ({result.seconds:.1f} s)"
-    if result.caught_by:
-        return f"{result.name}: caught by {result.caught_by} after {result.catch_seconds():.1f} s"
-    return f"{result.name}: SURVIVED {len(result.results)} tests ({result.seconds:.1f} s)"
+        return f"{name} ({result.description}): {verdict} ({result.seconds:.1f} s)"
+    if result.catch is not None:
+        return f"{name}: caught by {result.caught_by} after {result.catch_seconds():.1f} s ({result.catch.evidence()})"
+    return f"{name}: SURVIVED {len(result.results)} tests ({result.seconds:.1f} s)"
 
 
 # ---- the check -----------------------------------------------------------------------
 
 
-def _order(specs: list[TestSpec]) -> list[str]:
-    """Cheap run tests first, then searches, each in declared order."""
-    return [s.qualified_number for s in sorted(specs, key=lambda s: (SEARCH in s.categories, s.part, s.number))]
+@dataclass(frozen=True)
+class Reference:
+    """A reference solution, the catalogue of its mutants and the record of an earlier full run."""
+
+    solution: Path
+    mutants: Path
+    record: Path | None = None
+
+    @staticmethod
+    def default_record(mutants: str | Path) -> Path:
+        """``record.json`` beside the catalogue (in its folder)."""
+        mutants = Path(mutants)
+        return (mutants if mutants.is_dir() else mutants.parent) / "record.json"
 
 
-def _recorded_catchers(record: Path) -> dict[str, str]:
-    """Mutant name -> the test that caught it, from a JSON file written by ``--json``."""
-    try:
-        data = json.loads(record.read_text(encoding="utf-8"))
-        return {m["name"]: m["caught_by"] for m in data["mutants"] if m.get("caught_by")}
-    except (OSError, ValueError, KeyError, TypeError) as error:
-        raise LabkitError(f"cannot read the record of catching tests {record}: {error}") from None
+def _order(specs: list[TestSpec], seconds: dict[str, float] | None = None) -> list[str]:
+    """Run tests first, in declared order; then searches, the cheapest first by ``seconds`` (what each
+    took on the reference in a recorded run), searches without a recorded time last, in declared order."""
+    known = seconds or {}
+
+    def key(spec: TestSpec) -> tuple[bool, float, int, int]:
+        search = SEARCH in spec.categories
+        return search, known.get(spec.qualified_number, float("inf")) if search else 0.0, spec.part, spec.number
+
+    return [s.qualified_number for s in sorted(specs, key=key)]
+
+
+@dataclass
+class _Record:
+    """What an earlier full run recorded: the test that caught each mutant, each test's time on the reference."""
+
+    catchers: dict[str, str] = field(default_factory=dict)
+    seconds: dict[str, float] = field(default_factory=dict)
+
+    @staticmethod
+    def read(path: Path) -> "_Record":
+        """The record in ``path``, a JSON file written by ``--save-records`` (or ``--json`` for one reference)."""
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            catchers = {m["name"]: m["caught_by"] for m in data["mutants"] if m.get("caught_by")}
+            results = data.get("reference", {}).get("results", {})
+            return _Record(catchers, {n: float(r["seconds"]) for n, r in results.items() if r.get("passed")})
+        except (OSError, ValueError, KeyError, TypeError, AttributeError) as error:
+            raise LabkitError(f"cannot read the record of catching tests {path}: {error}") from None
 
 
 def check_solution(
@@ -374,76 +450,149 @@ def check_solution(
     mutants: str | Path,
     hidden: str | Path | None = None,
     *,
-    fast: bool = False,
     record: str | Path | None = None,
+    **options: Any,
+) -> CheckReport:
+    """Run one reference and every mutant of its catalogue (see :func:`check_solutions`)."""
+    pair = Reference(Path(reference), Path(mutants), Path(record) if record is not None else None)
+    return check_solutions(lab, [pair], hidden, **options)[0]
+
+
+def check_solutions(
+    lab: str,
+    references: Sequence[Reference],
+    hidden: str | Path | None = None,
+    *,
+    fast: bool = False,
     stop_at_first: bool = True,
     parallel: int | None = None,
     timeout: float = DEFAULT_TIMEOUT,
     only: Sequence[str] = (),
     numbers: Sequence[str] | None = None,
     out: TextIO | None = None,
-) -> CheckReport:
-    """Run the reference and every mutant; the report says whether each mutant was caught.
+) -> list[CheckReport]:
+    """Run each reference and every mutant of its catalogue; one report per reference says whether
+    the reference passes and each mutant was caught.
 
-    ``fast`` runs only the run tests (no search) plus, for each mutant, the test
-    that caught it in the run recorded in ``record``; each mutant tries its
-    recorded catcher first. ``only`` limits the check to the named mutants and
-    ``numbers`` to the named tests (``"1.5"``).
+    A mutant runs the run tests first, then the searches, the cheapest first (by
+    their times on the reference in the recorded run), and the test that caught it
+    in the recorded run before all others. ``fast`` runs only the run tests (no
+    search) plus each mutant's recorded catcher. ``only`` limits the check to the
+    named mutants and ``numbers`` to the named tests (``"1.5"``). All candidates
+    share ``parallel`` worker processes.
     """
     out = out or sys.stdout
-    reference = Path(reference)
     hidden_path = Path(hidden).resolve() if hidden is not None else None
-    if not reference.is_file():
-        raise LabkitError(f"there is no reference solution {reference}")
+    for ref in references:
+        if not ref.solution.is_file():
+            raise LabkitError(f"there is no reference solution {ref.solution}")
     if hidden_path is not None:
         load_hidden(hidden_path)
     the_lab = get_lab(lab)
-    catalogue = load_mutants(mutants)
+    catalogues = [load_mutants(ref.mutants) for ref in references]
     if only:
-        unknown = sorted(set(only) - {m.name for m in catalogue})
+        unknown = sorted(set(only) - {m.name for catalogue in catalogues for m in catalogue})
         if unknown:
-            raise MutantError(f"the catalogue has no mutant {unknown[0]!r}")
-        catalogue = [m for m in catalogue if m.name in only]
-    specs = the_lab.select(numbers=list(numbers) if numbers else None, include_hidden=True)
-    catchers: dict[str, str] = {}
-    if record is not None and Path(record).exists():
-        catchers = _recorded_catchers(Path(record))
-    elif fast:
-        raise LabkitError(f"--fast needs the record of a full run ({record}); write one with --json")
+            raise MutantError(f"no catalogue has a mutant {unknown[0]!r}")
+        catalogues = [[m for m in catalogue if m.name in only] for catalogue in catalogues]
+    all_specs = the_lab.select(numbers=list(numbers) if numbers else None, include_hidden=True)
+    records = []
+    for ref in references:
+        if ref.record is not None and ref.record.exists():
+            records.append(_Record.read(ref.record))
+        elif fast:
+            raise LabkitError(f"--fast needs the record of a full run ({ref.record}); write one with --save-records")
+        else:
+            records.append(_Record())
+    specs = all_specs
     if fast:
-        wanted = set(catchers.values())
-        specs = [s for s in specs if SEARCH not in s.categories or s.qualified_number in wanted]
+        wanted = {n for record in records for n in record.catchers.values()}
+        specs = [s for s in all_specs if SEARCH not in s.categories or s.qualified_number in wanted]
     tests = _order(specs)
     parallel = parallel or default_workers()
+    several = len(references) > 1
     with tempfile.TemporaryDirectory(prefix="check-solution-") as tmp:
         workdir = Path(tmp)
-        paths = write_mutants(reference, catalogue, workdir / "mutants")
-        jobs = [_Job(CandidateResult("reference", str(reference)), reference.resolve(), tests, False,
-                     workdir / "reference.jsonl")]
-        for mutant in catalogue:
-            first = catchers.get(mutant.name)
-            order = ([first] if first in tests else []) + [n for n in tests if n != first]
-            jobs.append(_Job(CandidateResult(mutant.name, mutant.description), paths[mutant.name], order,
-                             stop_at_first, workdir / f"{mutant.name}.jsonl"))
+        groups: list[list[_Job]] = []
+        for index, (ref, catalogue, record) in enumerate(zip(references, catalogues, records), 1):
+            prefix = f"ref{index}/" if several else ""
+            (workdir / f"ref{index}").mkdir()
+            paths = write_mutants(ref.solution, catalogue, workdir / f"ref{index}" / "mutants")
+            jobs = [_Job(f"{prefix}reference" if several else "reference", CandidateResult("reference", str(ref.solution)),
+                         ref.solution.resolve(), tests, False, True)]
+            cheapest_first = _order(specs, record.seconds)
+            for mutant in catalogue:
+                first = record.catchers.get(mutant.name)
+                order = ([first] if first in tests else []) + [n for n in cheapest_first if n != first]
+                jobs.append(_Job(f"{prefix}{mutant.name}", CandidateResult(mutant.name, mutant.description),
+                                 paths[mutant.name], order, stop_at_first, False))
+            groups.append(jobs)
+        for jobs in groups:
+            for job in jobs:
+                (workdir / job.key).parent.mkdir(parents=True, exist_ok=True)
         scope = "fast subset: run tests plus each mutant's recorded catcher" if fast else "all tests"
         stop = ("each mutant stops at the first test that catches it (its later columns are not run)"
                 if stop_at_first else "every mutant runs every test")
-        out.write(f"check-solution {the_lab.name}: {len(tests)} tests ({scope}); {len(catalogue)} mutants; "
-                  f"{stop}; {parallel} at a time\n")
+        mutants = sum(len(c) for c in catalogues)
+        out.write(f"check-solution {the_lab.name}: {len(references)} reference(s), {len(tests)} tests ({scope}); "
+                  f"{mutants} mutants; {stop}; {parallel} at a time\n")
         out.flush()
-        _run_jobs(jobs, the_lab.name, hidden_path, workdir, parallel, timeout, out)
-    report = CheckReport(the_lab.name, tests, jobs[0].result, [j.result for j in jobs[1:]], stop_at_first, fast)
-    print_matrix(report, out)
-    return report
+        _run_jobs([job for jobs in groups for job in jobs], the_lab.name, hidden_path, workdir, parallel, timeout, out)
+    reports = [CheckReport(the_lab.name, tests, jobs[0].result, [j.result for j in jobs[1:]], stop_at_first, fast)
+               for jobs in groups]
+    for report in reports:
+        print_matrix(report, out)
+    if several:
+        out.write("\nAll references: " + summary(reports) + "\n")
+        out.flush()
+    return reports
+
+
+def _median(values: list[float]) -> float:
+    ordered = sorted(values)
+    middle = len(ordered) // 2
+    return ordered[middle] if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
+
+
+def medians(reports: Sequence[CheckReport]) -> dict[str, Any]:
+    """Over the caught mutants: the median time to the first failing test, the median counterexample
+    (mutants first caught by a search) and the median failing run (those first caught by a run test)."""
+    caught = [m for r in reports for m in r.mutants if r.mutant_status(m) == "caught" and m.catch is not None]
+    traces = [m.catch.events for m in caught if m.catch is not None and m.catch.trace and m.catch.events is not None]
+    runs = [m.catch.events for m in caught if m.catch is not None and not m.catch.trace and m.catch.events is not None]
+    seconds = [m.catch_seconds() for m in caught]
+    return {
+        "mutants": sum(len(r.mutants) for r in reports),
+        "caught": len(caught),
+        "seconds": _median([s for s in seconds if s is not None]) if caught else None,
+        "trace_events": _median(traces) if traces else None,
+        "traces": len(traces),
+        "run_steps": _median(runs) if runs else None,
+        "runs": len(runs),
+    }
+
+
+def summary(reports: Sequence[CheckReport]) -> str:
+    """One line: mutants caught and the medians of :func:`medians`."""
+    m = medians(reports)
+    text = f"{m['caught']}/{m['mutants']} mutants caught"
+    if m["seconds"] is not None:
+        text += f"; median time to the first failing test {m['seconds']:.1f} s"
+    if m["trace_events"] is not None:
+        text += f"; median counterexample {m['trace_events']:g} events ({m['traces']} caught first by a search)"
+    if m["run_steps"] is not None:
+        text += f"; median failing run {m['run_steps']:,.0f} steps ({m['runs']} caught first by a run test)"
+    return text
 
 
 def print_matrix(report: CheckReport, out: TextIO) -> None:
-    """Tests down, candidates across: ``ok`` passed, ``X`` failed (caught), ``-`` not run."""
+    """Tests down, candidates across: ``ok`` passed, ``X`` failed (caught), ``-`` not run; then one
+    line per mutant (its first failing test, the time to it, the length of its evidence) and the medians."""
     names = ["ref"] + [f"M{i}" for i in range(1, len(report.mutants) + 1)]
     columns = [report.reference] + report.mutants
     width = max(len(n) for n in names) + 1
     label = max([len(n) for n in report.tests] + [4]) + 1
-    out.write("\n" + "test".ljust(label) + "".join(n.rjust(width) for n in names) + "\n")
+    out.write(f"\n{report.reference.description}\n" + "test".ljust(label) + "".join(n.rjust(width) for n in names) + "\n")
     for number in report.tests:
         if all(number not in c.results for c in columns):
             continue
@@ -469,8 +618,10 @@ def print_matrix(report: CheckReport, out: TextIO) -> None:
         if status == "caught":
             others = len(mutant.failed) - 1
             also = f"; also caught by {others} more" if others else ""
-            detail = (f"caught by {mutant.caught_by} after {mutant.catch_seconds():.1f} s "
-                      f"({len(mutant.results)} tests run{also})")
+            assert mutant.catch is not None
+            ran = f"{len(mutant.results)} test{'' if len(mutant.results) == 1 else 's'} run"
+            detail = (f"caught by {mutant.caught_by} after {mutant.catch_seconds():.1f} s with "
+                      f"{mutant.catch.evidence()} ({ran}{also})")
         elif status == "error":
             detail = f"ERROR: {(mutant.error or '').splitlines()[0]}"
         else:
@@ -478,8 +629,7 @@ def print_matrix(report: CheckReport, out: TextIO) -> None:
         out.write(f"{name:<4} {mutant.name}: {detail}\n")
     survivors = [m.name for m in report.mutants if report.mutant_status(m) != "caught"]
     verdict = "OK" if report.ok else "FAIL"
-    out.write(f"\n{verdict}: reference {'passes' if report.reference_ok else 'FAILS'}; "
-              f"{len(report.mutants) - len(survivors)}/{len(report.mutants)} mutants caught"
+    out.write(f"\n{verdict}: reference {'passes' if report.reference_ok else 'FAILS'}; " + summary([report])
               + (f"; not caught: {', '.join(survivors)}" if survivors else "") + "\n")
     out.flush()
 
@@ -491,18 +641,25 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
     """Add the ``check-solution`` subcommand to an argparse subparsers object."""
     parser = subparsers.add_parser(
         "check-solution",
-        help="instructors: the reference passes every test and every mutant is caught",
-        description="Run the public and hidden tests against the reference solution (it must pass all) "
-        "and against every mutant of it (each must fail at least one test).",
+        help="instructors: the references pass every test and every mutant is caught",
+        description="Run the public and hidden tests against each reference solution (it must pass all) "
+        "and against every mutant of it (each must fail at least one test). Give --reference and "
+        "--mutants once per reference, in the same order.",
     )
     parser.add_argument("lab", help="the lab's name, e.g. paxos")
-    parser.add_argument("--reference", required=True, help="the reference solution (.py)")
-    parser.add_argument("--mutants", required=True, help="the mutant catalogue: a folder with catalogue.py, or a .py file")
+    parser.add_argument("--reference", action="append", required=True,
+                        help="a reference solution (.py); repeat for several")
+    parser.add_argument("--mutants", action="append", required=True,
+                        help="the mutant catalogue of the reference at the same place: a folder with catalogue.py, "
+                        "or a .py file")
     parser.add_argument("--hidden", help="the hidden-test module (.py); importing it registers the hidden tests")
     parser.add_argument("--fast", action="store_true",
-                        help="run tests plus each mutant's recorded catching test only (needs --record)")
-    parser.add_argument("--record", help="JSON of an earlier full run (written by --json); "
-                        "default: record.json in the mutants folder")
+                        help="run tests plus each mutant's recorded catching test only (needs the records)")
+    parser.add_argument("--record", action="append", default=[],
+                        help="JSON of an earlier full run of the reference at the same place "
+                        "(default: record.json in its mutants folder)")
+    parser.add_argument("--save-records", action="store_true",
+                        help="write each reference's results to its record (for --fast and the order of tests)")
     parser.add_argument("--all-tests", action="store_true",
                         help="run every test on every mutant (the full matrix) instead of stopping at the first catch")
     parser.add_argument("-n", "--number", action="append", default=[], metavar="TEST",
@@ -516,26 +673,34 @@ def register(subparsers: argparse._SubParsersAction) -> None:  # type: ignore[ty
 
 
 def _run(args: argparse.Namespace) -> int:
-    record = args.record
-    if record is None:
-        folder = Path(args.mutants) if Path(args.mutants).is_dir() else Path(args.mutants).parent
-        record = folder / "record.json"
-    report = check_solution(
+    if len(args.mutants) != len(args.reference):
+        raise LabkitError(f"{len(args.reference)} --reference but {len(args.mutants)} --mutants: give one catalogue "
+                          "per reference, in the same order")
+    if args.record and len(args.record) != len(args.reference):
+        raise LabkitError("give one --record per --reference, or none")
+    records = args.record or [Reference.default_record(m) for m in args.mutants]
+    references = [Reference(Path(r), Path(m), Path(rec)) for r, m, rec in zip(args.reference, args.mutants, records)]
+    reports = check_solutions(
         args.lab,
-        args.reference,
-        args.mutants,
+        references,
         args.hidden,
         fast=args.fast,
-        record=record,
         stop_at_first=not args.all_tests,
         parallel=args.jobs,
         timeout=args.timeout,
         only=args.mutant,
         numbers=args.number,
     )
+    if args.save_records:
+        for ref, report in zip(references, reports):
+            assert ref.record is not None
+            ref.record.write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
     if args.json:
-        Path(args.json).write_text(json.dumps(report.to_dict(), indent=2) + "\n", encoding="utf-8")
-    return 0 if report.ok else 1
+        data = reports[0].to_dict() if len(reports) == 1 else {
+            "lab": args.lab, "ok": all(r.ok for r in reports), "medians": medians(reports),
+            "checks": [r.to_dict() for r in reports]}
+        Path(args.json).write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    return 0 if all(r.ok for r in reports) else 1
 
 
 if __name__ == "__main__":

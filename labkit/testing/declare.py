@@ -33,6 +33,7 @@ class TestSpec:
     fn: Callable[[Any], None] = field(compare=False, repr=False)
     cpu_seconds: float = 600.0
     hidden: bool = False
+    usual_seconds: float | None = None  # how long it usually runs on a correct solution, if long
 
     __test__ = False  # not a pytest test class
 
@@ -50,7 +51,8 @@ class TestSpec:
     def header(self) -> str:
         tags = ", ".join(c.upper() for c in self.categories)
         points = f"{self.points:g}pt" + ("" if self.points == 1 else "s")
-        return f"TEST {self.qualified_number}: {self.name} [{tags}] ({points})"
+        usual = f" (usually about {self.usual_seconds:.0f} s)" if self.usual_seconds else ""
+        return f"TEST {self.qualified_number}: {self.name} [{tags}] ({points}){usual}"
 
 
 class Lab:
@@ -86,9 +88,12 @@ class Lab:
         categories: tuple[str, ...] = (RUN,),
         cpu_seconds: float = 600.0,
         hidden: bool = False,
+        usual_seconds: float | None = None,
     ) -> Callable[[Callable[[Any], None]], Callable[[Any], None]]:
         """Decorator declaring a test of this lab. ``cpu_seconds`` is what the code under
-        test may use in all (counted in its worker processes, so a busy machine changes nothing)."""
+        test may use in all (counted in its worker processes, so a busy machine changes nothing);
+        ``usual_seconds``, for a long test, is how long it takes on a correct solution on a
+        laptop, shown in its header so a student waits for it."""
         for category in categories:
             if category not in _CATEGORIES:
                 raise LabError(f"unknown test category {category!r}; use {', '.join(_CATEGORIES)}")
@@ -96,7 +101,8 @@ class Lab:
             raise LabError(f"lab {self.name} has no part {part}; its parts are {sorted(self.parts)}")
 
         def register(fn: Callable[[Any], None]) -> Callable[[Any], None]:
-            spec = TestSpec(self.name, part, number, name, points, tuple(categories), fn, cpu_seconds, hidden)
+            spec = TestSpec(self.name, part, number, name, points, tuple(categories), fn, cpu_seconds, hidden,
+                            usual_seconds)
             if any(t.part == part and t.number == number for t in self.tests):
                 raise LabError(f"lab {self.name} already has a test {spec.qualified_number}")
             self.tests.append(spec)

@@ -9,7 +9,7 @@ import re
 import sys
 import time
 import traceback
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
@@ -64,7 +64,9 @@ class TestResult:
     __test__ = False
 
     def to_dict(self) -> dict[str, Any]:
-        return {k: v for k, v in asdict(self).items() if k != "evidence"}
+        """The result as JSON-able values (without the evidence, which is not copied either)."""
+        return {f.name: list(value) if isinstance(value := getattr(self, f.name), list) else value
+                for f in fields(self) if f.name != "evidence"}
 
 
 @dataclass
@@ -196,12 +198,15 @@ def run_one(
     checks: bool = False,
     progress: bool | str = False,
     lab: Lab | None = None,
+    trace_dir: Path | None = None,
 ) -> TestResult:
     """Run one test against the module at ``solution``, in its own boxed workers; never raises.
 
     ``checks`` replays every step in a fresh worker to catch handlers that
     are not deterministic (slower); ``progress`` shows search progress on the
-    terminal. A failure of the grading machinery itself gives a result with
+    terminal. A failed search saves its trace in ``trace_dir`` (default:
+    ``save_dir``, else ``traces``); a failed run saves its run log only with
+    ``save_dir``. A failure of the grading machinery itself gives a result with
     ``graded`` False."""
     seed = spec.default_seed if seed is None else seed
     the_lab = lab or get_lab(spec.lab)
@@ -213,7 +218,7 @@ def run_one(
     try:
         session = Session(solution=Path(solution), label=Path(solution).name, cpu_budget=spec.cpu_seconds,
                           observers=the_lab.observers, queries=the_lab.queries)
-        context = TestContext(spec, seed, session.solution(), save_dir if save_dir is not None else Path("traces"),
+        context = TestContext(spec, seed, session.solution(), trace_dir or save_dir or Path("traces"),
                               checks=checks, progress=progress)
         spec.fn(context)
         session.check_budget()

@@ -14,6 +14,7 @@ from labkit.app import AMOCommand, describe
 from labkit.check.predicates import Predicate
 from labkit.labs.paxos import PaxosLogSlotStatus
 from labkit.node import Address
+from labkit.wire import Record
 
 __all__ = [
     "MARKERS_VALID",
@@ -22,6 +23,9 @@ __all__ = [
     "slot_valid",
     "has_status",
     "has_command",
+    "holders",
+    "held_by",
+    "chosen_anywhere",
     "QueryError",
 ]
 
@@ -269,3 +273,47 @@ def has_command(address: Address, slot: int, command: Any) -> Predicate:
         return found == command, None if found == command else f"{address} has {describe(found)} in slot {slot}"
 
     return Predicate(f"{address} has {describe(command)} in slot {slot}", _guarded(check), reads="servers")
+
+
+def _includes(value: Any, command: Any) -> bool:
+    """``value`` is ``command``, or a batch (any value holding AMOCommands) that holds it."""
+    if value == command:
+        return True
+    if isinstance(value, AMOCommand):
+        return value.command == command
+    if isinstance(value, (tuple, list, frozenset, set)):
+        return any(_includes(item, command) for item in value)
+    if isinstance(value, Record):
+        return any(_includes(getattr(value, name), command) for name in value.fields())
+    return False
+
+
+def _holds(server: Any, command: Any, chosen: bool = False) -> bool:
+    nc, ne = _markers(server)
+    return any(_includes(_call(server, "command", slot), command)
+               and (not chosen or _status(server, slot) is CHOSEN) for slot in range(nc, ne + 1))
+
+
+def holders(state: Any, command: Any, chosen: bool = False) -> list[Address]:
+    """The servers that hold ``command`` (accepted or chosen, alone or in a batch) in a slot they keep;
+    with ``chosen``, only those that know it is chosen."""
+    return [server.address for server in state.servers if _holds(server, command, chosen)]
+
+
+def held_by(command: Any, count: int) -> Predicate:
+    """At least ``count`` servers hold ``command`` in some slot (see :func:`holders`)."""
+
+    def check(state: Any) -> bool:
+        return len(holders(state, command)) >= count
+
+    servers = "a server holds" if count == 1 else f"{count} servers hold"
+    return Predicate(f"{servers} {describe(command)}", _guarded(check), reads="servers")
+
+
+def chosen_anywhere(command: Any) -> Predicate:
+    """Some server has ``command`` in a CHOSEN slot."""
+
+    def check(state: Any) -> bool:
+        return any(_holds(server, command, chosen=True) for server in state.servers)
+
+    return Predicate(f"{describe(command)} chosen at a server", _guarded(check), reads="servers")

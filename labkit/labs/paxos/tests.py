@@ -28,8 +28,11 @@ from labkit.labs.paxos.predicates import (
     LOGS_CONSISTENT,
     LOGS_CONSISTENT_ALL_SLOTS,
     MARKERS_VALID,
+    chosen_anywhere,
     has_command,
     has_status,
+    held_by,
+    holders,
     slot_valid,
 )
 from labkit.labs.paxos.workloads import (
@@ -341,6 +344,16 @@ def basic_search(t: TestContext) -> None:
 
 @LAB.test(21, "Single client, no progress in minority", 15, part=1, categories=(SEARCH,))
 def no_progress_in_minority_search(t: TestContext) -> None:
+    """Two of five servers, cut off with the client, must never decide anything.
+
+    The first search ends at its budget, not by exploring every state, for every
+    design that is live: a server of the minority that stops hearing a leader starts
+    phase 1 with a higher ballot, and the search can make the other one time out
+    while the first is still trying, which then tries a higher ballot, and so on
+    without end. (A design that stopped trying would have a finite space here, but
+    would never elect a leader again once the partition heals.) The second search,
+    with timers off, explores every ordering of the messages already sent. Usually
+    takes 5-10 s."""
     start = search_system(t, 5, [put_workload()])
     settings = SearchSettings(invariants=[NONE_DECIDED], max_states=100_000)
     settings.partition([server(1), server(2), client(1)])
@@ -488,6 +501,92 @@ def singleton(t: TestContext) -> None:
     t.bfs(start, SearchSettings(invariants=[RESULTS_OK], prunes=[CLIENTS_DONE], max_states=100_000))
 
 
+# ---- ballots: three in play, with accepts still in flight ------------------------
+
+
+def proposed_alone(t: TestContext, start: SearchState, settings: SearchSettings, command: Any,
+                   what: str) -> tuple[SearchState, Address]:
+    """Search for a state where exactly one server holds ``command`` (its proposer: the accepts it
+    sent are still in flight); returns the state and that server."""
+    settings.clear_goals().clear_prunes().add_goal(held_by(command, 1)).add_prune(held_by(command, 2))
+    found = t.goal_state(start, settings, what)
+    (proposer,) = holders(found, command)
+    return found, proposer
+
+
+def only_timers_at(settings: SearchSettings, addresses: list[Address], on: list[Address]) -> None:
+    for a in addresses:
+        settings.deliver_timers(a in on, a)
+
+
+def newest_value(t: TestContext, first_cut_off: Address) -> None:
+    """The scenario of test 1.30, with ``first_cut_off`` the server cut off at the start."""
+    x, y = Append("foo", "X"), Append("foo", "Y")
+    three = servers(3)
+    everyone = three + [client(1), client(2)]
+    start = search_system(t, 3, [Workload.of([x]), Workload.of([y])])
+    settings = SearchSettings(invariants=[LOGS_CONSISTENT_ALL_SLOTS], max_states=40_000)
+    first = [a for a in three if a != first_cut_off]
+    settings.partition(first + [client(1)])
+    only_timers_at(settings, everyone, first)
+    x_proposed, p = proposed_alone(t, start, settings, x, "one server holds client1's append, no other does")
+    others = [a for a in three if a != p]
+    settings.partition(others + [client(2)])
+    only_timers_at(settings, everyone, others)
+    settings.clear_goals().clear_prunes().add_goal(chosen_anywhere(y))
+    y_chosen = t.goal_state(x_proposed, settings, f"client2's append chosen without {p}")
+    unaware = [a for a in others if a not in holders(y_chosen, y, chosen=True)[:1]][0]
+    settings.clear_goals()
+    for group in ([unaware, p], three):
+        settings.partition(group)
+        only_timers_at(settings, everyone, group)
+        t.bfs(y_chosen, settings)
+
+
+@LAB.test(30, "Three servers, three ballots: a new leader re-proposes the newest value", 15, part=1,
+          categories=(SEARCH,))
+def newest_value_search(t: TestContext) -> None:
+    """With server1 cut off, a leader P among server2 and server3 proposes X and is cut off before anyone
+    accepts it; server1 and the remaining server choose Y under a higher ballot. Then (a) the server
+    that does not know Y is chosen and P elect a third leader, which must re-propose Y (accepted under
+    the highest ballot), not X; and (b) all three talk, with P's old messages still in flight and old
+    answers (rejections, preemptions) delivered late. Usually takes 5-10 s."""
+    newest_value(t, server(1))
+
+
+@LAB.test(31, "Five servers, three ballots: an old accept arrives late", 15, part=1, categories=(SEARCH,))
+def late_accept_search(t: TestContext) -> None:
+    """Server P proposes X and is cut off before anyone accepts it. Three other servers elect a leader
+    that proposes Y; Y is chosen by that leader, one of them and a fifth server T that was not part of
+    the election. Then P, T and the third server talk again: P's accept of X must not replace Y at T (T
+    accepted a higher ballot, which is a promise too), and a new leader must keep Y. Usually takes
+    5-10 s."""
+    x, y = Append("foo", "X"), Append("foo", "Y")
+    s = servers(5)
+    everyone = s + [client(1), client(2)]
+    start = search_system(t, 5, [Workload.of([x]), Workload.of([y])])
+    settings = SearchSettings(invariants=[LOGS_CONSISTENT_ALL_SLOTS], max_states=60_000)
+    first = s[:3]
+    settings.partition(first + [client(1)])
+    only_timers_at(settings, everyone, first)
+    x_proposed, p = proposed_alone(t, start, settings, x, "one server holds client1's append, no other does")
+    late = min(a for a in first if a != p)  # T: hears nothing of the election, then accepts Y
+    electors = [a for a in s if a not in (p, late)]
+    settings.partition(electors + [client(2)])
+    only_timers_at(settings, everyone, electors)
+    y_proposed, leader = proposed_alone(t, x_proposed, settings, y, "a new leader holds client2's append, no other does")
+    helper, away = [a for a in electors if a != leader][:2]
+    settings.partition([leader, helper, late, client(2)])
+    only_timers_at(settings, everyone, [leader])
+    settings.clear_goals().clear_prunes().add_goal(chosen_anywhere(y))
+    y_chosen = t.goal_state(y_proposed, settings, f"client2's append chosen by {leader}, {helper} and {late}")
+    settings.partition([p, late, helper])
+    only_timers_at(settings, everyone, [p, late, helper])
+    settings.clear_goals()
+    settings.max_states = 80_000
+    t.bfs(y_chosen, settings)
+
+
 # --------------------------------------------------------------------------
 # Part 2: stable leaders
 # --------------------------------------------------------------------------
@@ -623,26 +722,35 @@ def clears_memory(t: TestContext) -> None:
 # Part 4: batching and throughput
 # --------------------------------------------------------------------------
 
-BATCHING_MESSAGES_PER_COMMAND = 7.5  # 3 servers: about 10 unbatched, about 6 with batching
+BATCHING_COMMANDS_PER_SLOT = 2.0  # on average, with 40 clients waiting at once
+BATCHING_CLIENTS = 40
 
 
-def check_batching(t: TestContext, n: int, commands_each: int, allowed: float) -> None:
-    """40 clients appending at once to ``n`` servers: at most ``allowed`` messages to servers per command."""
+def check_batching(t: TestContext, n: int, commands_each: int) -> None:
+    """40 clients appending at once to ``n`` servers: on average at least two commands per log slot.
+
+    Batching puts waiting requests into one slot, however decisions travel, so the
+    test counts the slots the log used (``last_non_empty()``, which counts cleared
+    slots too) against the commands the clients completed."""
     sim, addresses = run_system(t, n)
-    add_workers(t, sim, addresses, 1, 40, append_same_key_workload(commands_each))
+    add_workers(t, sim, addresses, 1, BATCHING_CLIENTS, append_same_key_workload(commands_each))
     run_until_done(t, sim, max_millis=60_000)
     t.check(sim, APPENDS_LINEARIZABLE, LOGS_CONSISTENT_ALL_SLOTS)
-    per_command = sim.messages_to_servers() / (40 * commands_each)
-    t.note(f"{per_command:.2f} messages to servers per command ({allowed:g} allowed)")
-    t.require(per_command <= allowed,
-              f"{per_command:.2f} messages to servers per command with 40 busy clients on {n} servers; at most "
-              f"{allowed:g} allowed: batch waiting requests into one slot")
+    commands = BATCHING_CLIENTS * commands_each
+    slots = max(s.last_non_empty() for s in sim.servers)
+    per_slot = commands / max(slots, 1)
+    t.note(f"{commands} commands in {slots} log slots: {per_slot:.1f} per slot "
+           f"(at least {BATCHING_COMMANDS_PER_SLOT:g} expected)")
+    t.require(per_slot >= BATCHING_COMMANDS_PER_SLOT,
+              f"{commands} commands from {BATCHING_CLIENTS} clients waiting at once on {n} servers used {slots} log "
+              f"slots, {per_slot:.1f} commands per slot; at least {BATCHING_COMMANDS_PER_SLOT:g} are expected: while "
+              "slots are being decided, let new requests wait and put them together into the next slot")
     check_history(t, sim)
 
 
 @LAB.test(28, "Many clients: requests batched", 10, part=4)
 def batching(t: TestContext) -> None:
-    check_batching(t, 3, 10, BATCHING_MESSAGES_PER_COMMAND)
+    check_batching(t, 3, 10)
 
 
 @LAB.test(29, "Efficiency report: messages per command by type", 0, part=4)
@@ -659,8 +767,8 @@ def efficiency_report(t: TestContext) -> None:
     total = sum(counts.values()) / commands
     t.note(f"  {'total':<20} {total:6.2f}")
     t.note(f"Minimum with a stable leader: {n} requests + {2 * (n - 1)} for the accept phase "
-           f"(+{n - 1} with explicit decisions) + 1 reply = {n + 2 * (n - 1) + 1} to {n + 3 * (n - 1) + 1}, "
-           "plus heartbeats")
+           f"(+{n - 1} with explicit decisions) + 1 reply (+{n - 1} if every server replies) = "
+           f"{n + 2 * (n - 1) + 1} to {n + 4 * (n - 1) + 1}, plus heartbeats")
 
 
 # --------------------------------------------------------------------------
