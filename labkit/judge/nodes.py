@@ -289,6 +289,14 @@ _PARSED_LIMIT = 200_000
 _ARGUMENTS: dict[str, Any] = {}  # an encoded argument tuple -> the tuple (None if unreadable)
 
 
+def forget_values() -> None:
+    """Forget the messages, timers, observations and arguments kept by their text: their values
+    were decoded with the field names of the classes of the submission judged last."""
+    _VALUES.clear()
+    _PARSED.clear()
+    _ARGUMENTS.clear()
+
+
 def _parsed_observations(text: str) -> dict[tuple[str, str], list[Any]]:
     """The table of one observation text: ``(method, arguments) -> [answer, error, decoded answer]``.
     Tables are shared by every state whose node answered the same; answers decode on first use."""

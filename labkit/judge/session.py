@@ -21,7 +21,8 @@ from pathlib import Path
 from typing import Any, Callable, Iterable
 
 import labkit
-from labkit.judge.nodes import NO_OBSERVATIONS, HostedNode, Outcome, RemoteSolution, RunHost, remote_exception
+from labkit.judge.nodes import (NO_OBSERVATIONS, HostedNode, Outcome, RemoteSolution, RunHost, forget_values,
+                                remote_exception)
 from labkit.judge.worker import InfrastructureError, Limits, WorkerFailure, WorkerProcess, worker_argv
 from labkit.node import LabkitError
 from labkit.wire import WireValue, class_name, forget_schemas, trust_module
@@ -114,6 +115,7 @@ class Session(RunHost):
                 copied += 1
         shutil.copyfile(path, self.workdir / path.name)
         forget_schemas()  # this submission's classes may share names, not fields, with the last one judged
+        forget_values()  # and values decoded with the last one's field names
         self.solution_module = name
         self.solution_path = path.resolve()
         if self.label is None:
