@@ -49,6 +49,7 @@ __all__ = [
     "decode_live",
     "forget_schemas",
     "text_fingerprint",
+    "canonical_text",
     "Record",
     "RecordEnum",
     "class_name",
@@ -965,6 +966,12 @@ class NodeState:
 def _canonical(data: Any) -> str:
     """The canonical text of a parsed encoding (encodings are JSON written without spaces)."""
     return json.dumps(data, separators=(",", ":"))
+
+
+def canonical_text(text: str) -> str:
+    """``text``, one encoded value, in canonical form (what :func:`encode` writes); raises
+    :class:`WireError` if it is not one JSON value."""
+    return _canonical(_parse(text))
 
 
 def type_name(value: Any) -> str:

@@ -169,6 +169,34 @@ for _fd in range(3, 64):
     except OSError:
         pass
 """),
+    # ---- lying search workers: a search step's answer is the judge's to check -------------------------
+    Attack("worker_hides_a_change", "reference", 35, """
+from labkit.worker.snapshot import Kept as _Kept
+
+_changes = _Kept.changes
+
+def _hiding(self, node):
+    found = _changes(self, node)
+    if found is None:
+        return None
+    changed, gone, touched = found
+    changed = [(name, text) for name, text in changed if name != "pong"]
+    return (changed, gone, touched) if changed or gone else None
+
+_Kept.changes = _hiding
+""", note="search steps say the client's pong did not change while its query methods answer from it: the "
+          "replays from the state the judge holds give another state, so both searches fail on that"),
+    Attack("worker_never_has_the_node", "reference", 35, """
+from labkit.worker.host import Host as _Host
+
+_step = _Host.op_step
+
+def _forgetful(self, op, payloads, out):
+    return _step(self, op, payloads, out) if op[-1] else {"missing": True}
+
+_Host.op_step = _forgetful
+""", note="every search step comes back as one of a node the worker does not have, even with its state "
+          "sent: the searches fail at once instead of asking again forever"),
     # ---- careless, or prying: the reference plus code that must change nothing ----------------------
     Attack("stderr_and_warnings_at_import", "reference", FULL_MARKS, """
 import sys, warnings

@@ -127,3 +127,22 @@ def test_changes_are_exactly_the_attributes_whose_encoding_changed(mutate):
     assert child.changes(grandchild) is None
     grandchild.count = 7
     assert child.changes(grandchild)[0] == [("count", "7")]
+
+
+
+def test_the_judge_takes_changed_attributes_only_as_single_canonical_values():
+    """What a worker says changed is untrusted: an encoding that would spill into the next attribute is
+    refused, and one written another way is taken in canonical form, so the state's encoding and its
+    fingerprint always agree."""
+    from labkit.judge.nodes import Outcome, StudentError
+
+    node = Server(Address("s1"))
+    state = state_of(node)
+    for spilling in ('2,"extra",3', '2 3', '[1'):
+        with pytest.raises(StudentError, match="malformed"):
+            Outcome({"attrs": [["count", 0]]}, [spilling], {})
+    spaced = Outcome({"attrs": [["order", 0]]}, ['[ "L" , ["T", 1] ]'], {})
+    spaced.resolve(type("Snapshot", (), {"value": state, "obs": None})())
+    assert spaced.state.text == NodeState.from_text(spaced.state.text).text
+    assert spaced.state.fp == NodeState.from_text(spaced.state.text).fp
+    assert spaced.state.attributes()["order"] == '["L",["T",1]]'

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
 
 from labkit.node import Address, Effects, LabkitError, current_effects
-from labkit.wire import NodeState, WireError, WireValue, decode_data, decode_parsed, encode
+from labkit.wire import NodeState, WireError, WireValue, canonical_text, decode_data, decode_parsed, encode
 
 if TYPE_CHECKING:
     from labkit.judge.session import Session
@@ -183,7 +183,7 @@ class Outcome:
                 elif key == "same":
                     self.same = item is True
                 elif key == "attrs":
-                    self.changed = [(_name(name), _text(index, payloads)) for name, index in item]
+                    self.changed = [(_name(name), _attribute(_text(index, payloads))) for name, index in item]
                 elif key == "obs":
                     self.obs = _observations(item, payloads)
                 elif key == "error":
@@ -273,6 +273,26 @@ def _millis(value: Any, low: Any = 1) -> int:
         raise StudentError(f"a timer was set to last {value!r} ms: timers last at least 1 ms and the minimum "
                            "may not exceed the maximum")
     return value
+
+
+_ATTRIBUTES: dict[str, str] = {}  # an attribute's encoding, as a worker sent it -> its canonical text
+
+
+def _attribute(text: str) -> str:
+    """The canonical encoding of one attribute a worker says changed. The judge sums attribute
+    digests into the state's fingerprint and joins the texts into the state's encoding: a text
+    that is not one canonical JSON value would make a state whose encoding says something else
+    than its fingerprint (an attribute that swallows the next one, say)."""
+    found = _ATTRIBUTES.get(text)
+    if found is None:
+        try:
+            found = canonical_text(text)
+        except WireError as error:
+            raise StudentError(f"the worker's answer is malformed: an attribute's encoding: {error}") from None
+        if len(_ATTRIBUTES) >= _VALUES_LIMIT:
+            _ATTRIBUTES.clear()
+        _ATTRIBUTES[text] = found
+    return found
 
 
 def _name(name: Any) -> str:

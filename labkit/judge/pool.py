@@ -19,10 +19,10 @@ from __future__ import annotations
 import select
 from typing import Any, NamedTuple, Sequence
 
-from labkit.judge.nodes import NO_OBSERVATIONS, Observations, Outcome, SnapshotNode
+from labkit.judge.nodes import NO_OBSERVATIONS, Observations, Outcome, SnapshotNode, StudentError
 from labkit.judge.session import CHECKER, NondeterminismError, Session, differences
 from labkit.judge.worker import WorkerProcess
-from labkit.wire import NodeState, WireValue, encode
+from labkit.wire import NodeState, WireError, WireValue, encode
 
 __all__ = ["StepPool", "StepRequest", "BATCH"]
 
@@ -104,6 +104,7 @@ class StepPool:
         outcomes: list[Outcome | None] = [None] * len(requests)
         self._ran_on = [0] * len(requests)
         todo = range(len(requests))
+        with_state = [False] * len(requests)
         while todo:
             batches: list[list[_Batch]] = [[] for _ in range(n)]
             for position in todo:
@@ -116,13 +117,26 @@ class StepPool:
                 queue = batches[w]
                 if not queue or len(queue[-1].ops) >= BATCH:
                     queue.append(_Batch())
-                queue[-1].step(position, request, False, with_state=not home or outcomes[position] is not None)
+                sent = with_state[position] = not home or outcomes[position] is not None
+                queue[-1].step(position, request, False, with_state=sent)
             self._exchange(workers, batches, outcomes, requests)
             todo = [p for p in todo if outcomes[p].missing]  # type: ignore[union-attr]
+            for position in todo:
+                if with_state[position]:  # else it would be asked again and again
+                    raise StudentError(f"the worker's answer is malformed: {_describe(requests[position])} came "
+                                       "back as a step of a node it does not have, although its state was sent")
         for position, outcome in enumerate(outcomes):
             assert outcome is not None
-            outcome.resolve(requests[position].node)
-            if not outcome.same:
+            request = requests[position]
+            if outcome.followed and request.follow is None:
+                raise StudentError(f"the worker's answer is malformed: {_describe(request)} came back with a "
+                                   "next command sent, which it was not asked for")
+            try:
+                outcome.resolve(request.node)
+            except WireError as error:
+                raise StudentError(f"the worker's answer is malformed: the state after {_describe(request)}: "
+                                   f"{error}") from None
+            if not outcome.same and outcome.state is not None:
                 self.homes[outcome.state.fp] = self._ran_on[position]  # type: ignore[union-attr]
         if len(self.homes) > _HOMES_LIMIT:
             self.homes.clear()
@@ -220,8 +234,13 @@ class StepPool:
         values: dict[int, WireValue] = {}
         outcomes = [Outcome(r, payloads, values) for r in replies]
         for outcome in outcomes:
+            if outcome.state is None and outcome.error is None:
+                raise StudentError("the worker's answer is malformed: an initial node came back without its state")
             if outcome.state is not None:
-                outcome.state = NodeState.from_text(outcome.state.text)
+                try:
+                    outcome.state = NodeState.from_text(outcome.state.text)
+                except WireError as error:
+                    raise StudentError(f"the worker's answer is malformed: an initial node's state: {error}") from None
                 self.homes[outcome.state.fp] = 0
         return outcomes
 
