@@ -7,7 +7,7 @@ repeated values and empty strings, writes of the value already held, equal
 timestamps (intervals are closed), operations that never return, reads that
 timed out. Every verdict must agree; a witness must be a real linearization;
 a minimal conflict must really conflict and need every one of its results.
-The default tier runs a few hundred histories per model, ``-m slow`` thousands.
+The default tier runs a few hundred histories per model, ``-m heavy`` thousands.
 """
 
 from __future__ import annotations
@@ -336,7 +336,7 @@ def test_agrees_with_brute_force(name: str, data: st.DataObject) -> None:
     assert_agrees(data.draw(histories(kind)), kind.model)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(KINDS))
 @SLOW
 @given(data=st.data())
