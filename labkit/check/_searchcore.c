@@ -296,9 +296,11 @@ static int step_of(Search *s, int c, int sk) {
 
 /* ---- operations -------------------------------------------------------- */
 
+static PyObject *input_name; /* "input", interned at import */
+
 /* First reach of ops[c]: its input, class, read-only flag and identical predecessor. */
 static int setup_op(Search *s, int c) {
-    PyObject *inp = PyObject_GetAttrString(PyList_GET_ITEM(s->ops, c), "input");
+    PyObject *inp = PyObject_GetAttr(PyList_GET_ITEM(s->ops, c), input_name);
     if (!inp) return -1;
     s->inp[c] = inp;
     PyObject *out = PyList_GET_ITEM(s->outputs, c);
@@ -383,7 +385,7 @@ static uint64_t memo_hash(const Search *s, const uint64_t *kbits, int dkey) {
 static int64_t memo_entry(Search *s, const uint64_t *kbits, int dkey, int *made) {
     size_t ew = ENTRY_WORDS(s);
     if (2 * (s->nentries + 1) > s->capslots) {
-        size_t cap = s->capslots ? 2 * s->capslots : 1024;
+        size_t cap = s->capslots ? 2 * s->capslots : 64;
         int64_t *slots = PyMem_Malloc(cap * sizeof(int64_t));
         if (!slots) {
             PyErr_NoMemory();
@@ -848,7 +850,7 @@ static PyObject *Search_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
         s->pred[i] = n + 1;
     }
     s->done[n + 1] = 1;
-    if (intmap_init(&s->classmap, 64) < 0 || intmap_init(&s->cache, 256) < 0) goto error;
+    if (intmap_init(&s->classmap, 64) < 0 || intmap_init(&s->cache, 64) < 0) goto error;
     if (intern_state(s, init_key, init_state) < 0) goto error;
     return (PyObject *)s;
 error:
@@ -973,7 +975,8 @@ static struct PyModuleDef searchcore_module = {
 };
 
 PyMODINIT_FUNC PyInit__searchcore(void) {
-    if (PyType_Ready(&SearchType) < 0) return NULL;
+    input_name = PyUnicode_InternFromString("input");
+    if (!input_name || PyType_Ready(&SearchType) < 0) return NULL;
     PyObject *m = PyModule_Create(&searchcore_module);
     if (!m) return NULL;
     Py_INCREF(&SearchType);
