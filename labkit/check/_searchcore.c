@@ -154,7 +154,22 @@ static void *grow(void *array, size_t *cap, size_t need, size_t item) {
     return bigger;
 }
 
-/* A list of times as doubles; -1 with OverflowError when one is not exact. */
+/* A time as a double: 1, or 0 when it is not a finite float or an int that a double holds exactly. */
+static int plain_time(PyObject *t, double *v) {
+    if (PyFloat_CheckExact(t)) {
+        *v = PyFloat_AS_DOUBLE(t);
+    } else if (PyLong_CheckExact(t)) {
+        int overflow;
+        long long x = PyLong_AsLongLongAndOverflow(t, &overflow);
+        if (overflow || x > (1LL << 53) || x < -(1LL << 53)) return 0;
+        *v = (double)x;
+    } else {
+        return 0;
+    }
+    return *v == *v && *v - *v == 0.0; /* not NaN, not infinite */
+}
+
+/* A list of times as doubles; -1 with OverflowError when one is not plain. */
 static int times(PyObject *list, double **out) {
     if (!PyList_Check(list)) {
         PyErr_SetString(PyExc_TypeError, "times must be a list");
@@ -166,26 +181,11 @@ static int times(PyObject *list, double **out) {
         PyErr_NoMemory();
         return -1;
     }
-    for (Py_ssize_t i = 0; i < len; i++) {
-        PyObject *t = PyList_GET_ITEM(list, i);
-        double v;
-        if (PyFloat_CheckExact(t)) {
-            v = PyFloat_AS_DOUBLE(t);
-        } else if (PyLong_CheckExact(t)) {
-            int overflow;
-            long long x = PyLong_AsLongLongAndOverflow(t, &overflow);
-            if (overflow || x > (1LL << 53) || x < -(1LL << 53)) goto inexact;
-            v = (double)x;
-        } else {
-            goto inexact;
+    for (Py_ssize_t i = 0; i < len; i++)
+        if (!plain_time(PyList_GET_ITEM(list, i), &(*out)[i])) {
+            PyErr_SetString(PyExc_OverflowError, "a time the compiled search cannot compare exactly");
+            return -1;
         }
-        if (v != v || v - v != 0.0) goto inexact; /* NaN or infinite */
-        (*out)[i] = v;
-        continue;
-    inexact:
-        PyErr_SetString(PyExc_OverflowError, "a time the compiled search cannot compare exactly");
-        return -1;
-    }
     return 0;
 }
 
@@ -716,6 +716,84 @@ found:
     return 1;
 }
 
+/* ---- ordering a partition's operations ---------------------------------- */
+
+static PyObject *call_name, *ret_name; /* "call" and "ret", interned at import */
+
+/* A list of items[idx[i]] for i < len. */
+static PyObject *pick(PyObject **items, const int *idx, int len) {
+    PyObject *list = PyList_New(len);
+    if (!list) return NULL;
+    for (int i = 0; i < len; i++) {
+        Py_INCREF(items[idx[i]]);
+        PyList_SET_ITEM(list, i, items[idx[i]]);
+    }
+    return list;
+}
+
+/* order(ops): as _order_python, or None where that one must decide (a time that
+ * is not plain, an operation that returns before its call). */
+static PyObject *order(PyObject *module, PyObject *ops) {
+    if (!PyList_Check(ops)) Py_RETURN_NONE;
+    int n = (int)PyList_GET_SIZE(ops), nk = 0, no = 0;
+    PyObject *result = NULL;
+    PyObject **calls = PyMem_Calloc(n + 1, sizeof(PyObject *)), **rets = PyMem_Calloc(n + 1, sizeof(PyObject *));
+    double *at = PyMem_Malloc((n + 1) * sizeof(double));
+    int *kidx = PyMem_Malloc((n + 1) * sizeof(int)), *oidx = PyMem_Malloc((n + 1) * sizeof(int));
+    int *scratch = PyMem_Malloc((n + 1) * sizeof(int));
+    if (!calls || !rets || !at || !kidx || !oidx || !scratch) {
+        PyErr_NoMemory();
+        goto done;
+    }
+    for (int i = 0; i < n; i++) {
+        PyObject *op = PyList_GET_ITEM(ops, i);
+        calls[i] = PyObject_GetAttr(op, call_name);
+        if (!calls[i]) goto done;
+        rets[i] = PyObject_GetAttr(op, ret_name);
+        if (!rets[i]) goto done;
+        double ret;
+        if (!plain_time(calls[i], &at[i])) goto python;
+        if (rets[i] == Py_None) {
+            oidx[no++] = i;
+            continue;
+        }
+        if (!plain_time(rets[i], &ret) || ret < at[i]) goto python;
+        kidx[nk++] = i;
+    }
+    sort_by(kidx, scratch, nk, at);
+    sort_by(oidx, scratch, no, at);
+    memcpy(kidx + nk, oidx, no * sizeof(int));
+    PyObject *ordered = pick(((PyListObject *)ops)->ob_item, kidx, n), *kcalls = pick(calls, kidx, nk);
+    PyObject *krets = pick(rets, kidx, nk), *ocalls = pick(calls, oidx, no);
+    if (ordered && kcalls && krets && ocalls) result = PyTuple_Pack(4, ordered, kcalls, krets, ocalls);
+    Py_XDECREF(ordered);
+    Py_XDECREF(kcalls);
+    Py_XDECREF(krets);
+    Py_XDECREF(ocalls);
+    goto done;
+python:
+    result = Py_NewRef(Py_None);
+done:
+    if (calls && rets)
+        for (int i = 0; i < n; i++) {
+            Py_XDECREF(calls[i]);
+            Py_XDECREF(rets[i]);
+        }
+    PyMem_Free(calls);
+    PyMem_Free(rets);
+    PyMem_Free(at);
+    PyMem_Free(kidx);
+    PyMem_Free(oidx);
+    PyMem_Free(scratch);
+    return result;
+}
+
+static PyMethodDef module_methods[] = {
+    {"order", (PyCFunction)order, METH_O,
+     "order(ops) -> (ops in search order, kcalls, krets, ocalls), or None: as _order_python."},
+    {NULL, NULL, 0, NULL},
+};
+
 /* ---- the Python type --------------------------------------------------- */
 
 static int Search_traverse(Search *s, visitproc visit, void *arg) {
@@ -972,11 +1050,14 @@ static struct PyModuleDef searchcore_module = {
     .m_name = "labkit.check._searchcore",
     .m_doc = "The compiled search loop of labkit.check.linearizability (optional; same verdicts).",
     .m_size = -1,
+    .m_methods = module_methods,
 };
 
 PyMODINIT_FUNC PyInit__searchcore(void) {
     input_name = PyUnicode_InternFromString("input");
-    if (!input_name || PyType_Ready(&SearchType) < 0) return NULL;
+    call_name = PyUnicode_InternFromString("call");
+    ret_name = PyUnicode_InternFromString("ret");
+    if (!input_name || !call_name || !ret_name || PyType_Ready(&SearchType) < 0) return NULL;
     PyObject *m = PyModule_Create(&searchcore_module);
     if (!m) return NULL;
     Py_INCREF(&SearchType);

@@ -269,6 +269,30 @@ def _by_call(op: Operation) -> float:
     return op.call
 
 
+def _order_python(ops: Sequence[Operation]) -> tuple[list[Operation], list[float], list[float], list[float]]:
+    """The operations in search order (completed ones by call, then the others by
+    call) with the completed ones' calls and returns and the others' calls."""
+    krets: list[float] = [op.ret for op in ops]  # type: ignore[misc]
+    if None in krets:
+        known = [op for op in ops if op.ret is not None]
+        optional = [op for op in ops if op.ret is None]
+        krets = [op.ret for op in known]  # type: ignore[misc]
+    else:
+        known = list(ops)
+        optional = []
+    kcalls = [op.call for op in known]
+    if any(map(lt, krets, kcalls)):
+        raise HistoryError("an operation returns before its call")
+    if kcalls != sorted(kcalls):
+        known.sort(key=_by_call)
+        kcalls = [op.call for op in known]
+        krets = [op.ret for op in known]  # type: ignore[misc]
+    ocalls = [op.call for op in optional]
+    if ocalls != sorted(ocalls):
+        optional.sort(key=_by_call)
+        ocalls = [op.call for op in optional]
+    return (known + optional if optional else known), kcalls, krets, ocalls
+
 
 class _Search:
     """A resumable search over one partition. ``run()`` is a generator that
@@ -290,26 +314,8 @@ class _Search:
     """
 
     def __init__(self, ops: Sequence[Operation], model: Model, forgotten: set[int] | None = None) -> None:
-        krets: list[float] = [op.ret for op in ops]  # type: ignore[misc]
-        if None in krets:
-            known = [op for op in ops if op.ret is not None]
-            optional = [op for op in ops if op.ret is None]
-            krets = [op.ret for op in known]  # type: ignore[misc]
-        else:
-            known = list(ops)
-            optional = []
-        kcalls = [op.call for op in known]
-        if any(map(lt, krets, kcalls)):
-            raise HistoryError("an operation returns before its call")
-        if kcalls != sorted(kcalls):
-            known.sort(key=_by_call)
-            kcalls = [op.call for op in known]
-            krets = [op.ret for op in known]  # type: ignore[misc]
-        ocalls = [op.call for op in optional]
-        if ocalls != sorted(ocalls):
-            optional.sort(key=_by_call)
-            ocalls = [op.call for op in optional]
-        self.ops = known + optional if optional else known
+        ordered = _core.order(ops) if _core is not None else None
+        self.ops, self.kcalls, self.krets, self.ocalls = ordered if ordered is not None else _order_python(ops)
         # Explanations search with some results forgotten (operations named by id):
         # their output counts as None, "any output".
         self.forgotten = forgotten
@@ -319,10 +325,7 @@ class _Search:
         )
         self.model = model
         self.n = len(self.ops)
-        self.nk = len(known)
-        self.kcalls = kcalls
-        self.krets = krets
-        self.ocalls = ocalls
+        self.nk = len(self.kcalls)
         self.steps = 0
         # Operations whose result was found impossible somewhere: a failure's suspects.
         self.blamed: set[int] = set()
