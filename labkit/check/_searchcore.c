@@ -1,17 +1,19 @@
 /* The linearizability search loop of labkit.check.linearizability, compiled.
  *
  * Search(ops, outputs, nk, kcalls, krets, ocalls, step, state_key, read_only,
- *        states, init_key, lookahead, overwritten, as_seen) runs exactly the
- * loop of _Search._run_python: the same order of trials, the same memo, the
- * same shortcuts, the same step counts and results. The model stays in
- * Python: its step is called once per (operation class, state) pair, as the
- * Python loop's step cache does; state keys are numbered here, so the memo
- * holds bitsets and small integers instead of tuples.
+ *        states, init_key, init_state, lookahead, overwritten, as_seen,
+ *        lookahead_after, overwritten_after)
+ * runs exactly the loop of _Search._run_python: the same order of trials, the
+ * same memo, the same shortcuts, the same step counts and results. The model
+ * stays in Python: its step is called once per (operation class, state) pair,
+ * as the Python loop's step cache does; state keys are numbered here, so the
+ * memo holds bitsets and small integers instead of tuples.
  *
  * resume(slice_steps) runs to the next yield point (None), or to the verdict
  * (True or False); outcome() then gives what the explanations need.
  * The constructor raises OverflowError when a time is not a finite float or
  * an int that a double holds exactly: the caller then uses the Python loop.
+ * order(ops) is _order_python, for plain times.
  */
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
@@ -21,8 +23,6 @@
 #define MISS (-2)
 #define ILLEGAL (-1)
 #define OVERWRITTEN (-1)
-#define LOOKAHEAD_AFTER 16
-#define OVERWRITTEN_AFTER 64
 #define EMPTY_KEY UINT64_MAX
 
 typedef struct {
@@ -57,7 +57,7 @@ typedef struct {
     /* operation classes: same input and output objects */
     Class *classes;
     int nclasses, capclasses;
-    IntMap classmap; /* hash of (input, output) pointers -> class; collisions chained by probing on index */
+    IntMap classmap; /* hash of (input, output) pointers -> class; a clash tries the hash + 1 */
     /* states: numbered by key */
     PyObject *intern; /* key -> number */
     PyObject **skeys, **sstates;
@@ -81,6 +81,7 @@ typedef struct {
     long long pops, yield_at, steps;
     int depth, best_depth, klo, rp, hi, phase, c, sk, best_key, best_klo, best_rp;
     int hooks, has_optional, started, finished, verdict;
+    long long lookahead_after, overwritten_after; /* operations taken back before each hook is asked for */
 } Search;
 
 /* ---- small helpers ----------------------------------------------------- */
@@ -654,12 +655,12 @@ static int run(Search *s, long long slice) {
         }
     dead_end:
         /* Nothing more can be placed from here. */
-        if (s->hooks && s->pops >= LOOKAHEAD_AFTER) {
+        if (s->hooks && s->pops >= s->lookahead_after) {
             if (!s->viable && s->lookahead != Py_None) {
                 s->viable = make_hook(s, s->lookahead);
                 if (!s->viable) return -1;
             }
-            if (s->pops >= OVERWRITTEN_AFTER) {
+            if (s->pops >= s->overwritten_after) {
                 s->hooks = 0;
                 if (s->overwritten != Py_None) {
                     s->dead = make_hook(s, s->overwritten);
@@ -859,13 +860,16 @@ static PyObject *Search_new(PyTypeObject *type, PyObject *args, PyObject *kwds) 
     PyObject *ops, *outputs, *kcalls, *krets, *ocalls, *step, *keyf, *read_only, *states, *init_key, *init_state;
     PyObject *lookahead, *overwritten, *as_seen;
     int nk;
-    if (!PyArg_ParseTuple(args, "O!O!iO!O!O!OOOO!OOOOO:Search", &PyList_Type, &ops, &PyList_Type, &outputs, &nk,
+    long long lookahead_after, overwritten_after;
+    if (!PyArg_ParseTuple(args, "O!O!iO!O!O!OOOO!OOOOOLL:Search", &PyList_Type, &ops, &PyList_Type, &outputs, &nk,
                           &PyList_Type, &kcalls, &PyList_Type, &krets, &PyList_Type, &ocalls, &step, &keyf,
                           &read_only, &PyDict_Type, &states, &init_key, &init_state, &lookahead, &overwritten,
-                          &as_seen))
+                          &as_seen, &lookahead_after, &overwritten_after))
         return NULL;
     Search *s = (Search *)type->tp_alloc(type, 0);
     if (!s) return NULL;
+    s->lookahead_after = lookahead_after;
+    s->overwritten_after = overwritten_after;
     int n = (int)PyList_GET_SIZE(ops);
     s->n = n;
     s->nk = nk;

@@ -371,7 +371,7 @@ class _Search:
             return _core.Search(
                 self.ops, self.outputs, self.nk, self.kcalls, self.krets, self.ocalls, model.step,
                 model.state_key, model.read_only, self.states, sk, state, model.lookahead, model.overwritten,
-                self._as_seen,
+                self._as_seen, _LOOKAHEAD_AFTER, _OVERWRITTEN_AFTER,
             )
         except OverflowError:
             return None
