@@ -23,6 +23,9 @@ from labkit.app import Append, AppendResult, Get, GetResult, KeyNotFound, KVStor
 from labkit.check.linearizability import LINEARIZABLE, NOT_LINEARIZABLE, Model, Operation, check
 from labkit.check.models import Cas, CasResult, Read, ReadResult, Write, WriteOk, kv_model, register_model
 
+# Every test runs with both search loops: the pure-Python one and the compiled one (if built).
+pytestmark = pytest.mark.usefixtures("search_loop")
+
 FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
