@@ -11,7 +11,10 @@
    previous release (its verdicts too).
 3. The CPU cost of starting the ``labkit`` command.
 
-Run:  PYTHONPATH=. python benchmarks/lincheck.py [--repeat 5] [--baseline REV] [--skip-previous]
+This release runs its compiled search loop when it is built (``pip install -e .``
+with a C compiler); ``--pure-python`` measures the pure-Python loop instead.
+
+Run:  PYTHONPATH=. python benchmarks/lincheck.py [--repeat 5] [--baseline REV] [--skip-previous] [--pure-python]
 """
 
 from __future__ import annotations
@@ -389,7 +392,11 @@ def main() -> None:
     parser.add_argument("--skip-previous", action="store_true", help="measure this release only")
     parser.add_argument("--hard-seeds", type=int, default=3, help="1,000-operation histories to check")
     parser.add_argument("--limit", type=float, default=60.0, help="CPU-ish seconds the previous release gets per history")
+    parser.add_argument("--pure-python", action="store_true", help="this release without its compiled search loop")
     args = parser.parse_args()
+    if args.pure_python:
+        linearizability._core = None
+    print("this release's search loop:", "pure Python" if linearizability._core is None else "compiled", "\n")
     checkers = [current()]
     if not args.skip_previous:
         checkers.append(previous(args.baseline))

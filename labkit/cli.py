@@ -20,7 +20,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "course": ("labkit.course.command", "instructor commands: release, autograde, feedback, export"),
     "check-solution": (
         "labkit.testing.check_solution",
-        "instructors: the reference passes every test and every mutant is caught",
+        "instructors: the references pass every test and every mutant is caught",
     ),
 }
 

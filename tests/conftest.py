@@ -1,13 +1,15 @@
-"""Shared fixtures: the ping reference solution and broken variants of it written to tmp_path."""
+"""Shared fixtures: the ping reference solution and broken variants of it written to tmp_path;
+the linearizability checker's search loops."""
 
 from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Iterator
 
 import pytest
 
+from labkit.check import linearizability
 from labkit.testing import get_lab
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -49,3 +51,15 @@ def make_variant(tmp_path: Path) -> Callable[..., Path]:
 def no_retry(make_variant: Callable[..., Path]) -> Path:
     """A client that never resends: fails exactly NO_RETRY_FAILS."""
     return make_variant((RETRY_BODY, "        pass"))
+
+
+SEARCH_LOOPS = ["python"] + (["compiled"] if linearizability._core is not None else [])
+
+
+@pytest.fixture(scope="module", params=SEARCH_LOOPS)
+def search_loop(request: pytest.FixtureRequest) -> Iterator[str]:
+    """Run a module's tests with the pure-Python search loop, then with the compiled one (if built)."""
+    built = linearizability._core
+    linearizability._core = built if request.param == "compiled" else None
+    yield request.param
+    linearizability._core = built

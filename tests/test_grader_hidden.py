@@ -79,12 +79,24 @@ def test_reference_passes_every_hidden_run_test(hidden):
     assert max(r.seconds for r in report.results) < 30
 
 
+# The two hidden searches that take minutes (1.123 and 1.124) run in the heavy tier.
+LONG_HIDDEN_SEARCHES = ["1.123", "1.124"]
+
+
 @pytest.mark.slow
-def test_reference_passes_every_hidden_search_test(hidden):
-    report = run_tests("paxos", numbers=hidden_numbers(search=True), solution=REFERENCE, include_hidden=True,
+def test_reference_passes_the_shorter_hidden_search_tests(hidden):
+    numbers = [n for n in hidden_numbers(search=True) if n not in LONG_HIDDEN_SEARCHES]
+    assert len(numbers) >= 3
+    report = run_tests("paxos", numbers=numbers, solution=REFERENCE, include_hidden=True, out=io.StringIO())
+    assert report.all_passed, [(r.number, r.failure) for r in report.results if not r.passed]
+
+
+@pytest.mark.heavy
+def test_reference_passes_the_long_hidden_search_tests(hidden):
+    assert set(LONG_HIDDEN_SEARCHES) <= set(hidden_numbers(search=True))
+    report = run_tests("paxos", numbers=LONG_HIDDEN_SEARCHES, solution=REFERENCE, include_hidden=True,
                        out=io.StringIO())
     assert report.all_passed, [(r.number, r.failure) for r in report.results if not r.passed]
-    assert max(r.seconds for r in report.results) < 120
 
 
 @pytest.mark.heavy  # the whole suite, searches included

@@ -7,7 +7,7 @@ repeated values and empty strings, writes of the value already held, equal
 timestamps (intervals are closed), operations that never return, reads that
 timed out. Every verdict must agree; a witness must be a real linearization;
 a minimal conflict must really conflict and need every one of its results.
-The default tier runs a few hundred histories per model, ``-m slow`` thousands.
+The default tier runs a few hundred histories per model, ``-m heavy`` thousands.
 """
 
 from __future__ import annotations
@@ -22,6 +22,9 @@ from hypothesis import strategies as st
 from labkit.app import Append, AppendResult, Get, GetResult, KeyNotFound, KVStore, Put, PutOk
 from labkit.check.linearizability import LINEARIZABLE, NOT_LINEARIZABLE, Model, Operation, check
 from labkit.check.models import Cas, CasResult, Read, ReadResult, Write, WriteOk, kv_model, register_model
+
+# Every test runs with both search loops: the pure-Python one and the compiled one (if built).
+pytestmark = pytest.mark.usefixtures("search_loop")
 
 FAST = settings(max_examples=250, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 SLOW = settings(max_examples=4000, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -336,7 +339,7 @@ def test_agrees_with_brute_force(name: str, data: st.DataObject) -> None:
     assert_agrees(data.draw(histories(kind)), kind.model)
 
 
-@pytest.mark.slow
+@pytest.mark.heavy
 @pytest.mark.parametrize("name", list(KINDS))
 @SLOW
 @given(data=st.data())

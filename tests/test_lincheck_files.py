@@ -11,6 +11,9 @@ from labkit.check.histories import read_etcd_log, read_kv_edn
 from labkit.check.linearizability import LINEARIZABLE, NOT_LINEARIZABLE, UNKNOWN, check
 from labkit.check.models import kv_model, register_model
 
+# Every test runs with both search loops: the pure-Python one and the compiled one (if built).
+pytestmark = pytest.mark.usefixtures("search_loop")
+
 DATA = Path(__file__).resolve().parents[1].parent / "shared" / "porcupine-data"
 needs_data = pytest.mark.skipif(not (DATA / "expected.csv").is_file(), reason=f"Porcupine test data not found at {DATA}")
 

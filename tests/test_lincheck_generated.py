@@ -10,6 +10,9 @@ import pytest
 from labkit.check.linearizability import LINEARIZABLE, NOT_LINEARIZABLE, check
 from labkit.check.models import kv_model
 
+# Every test runs with both search loops: the pure-Python one and the compiled one (if built).
+pytestmark = pytest.mark.usefixtures("search_loop")
+
 BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "lincheck.py"
 _spec = importlib.util.spec_from_file_location("lincheck_benchmark", BENCHMARK)
 assert _spec is not None and _spec.loader is not None

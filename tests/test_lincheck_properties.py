@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import random
 
+import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from labkit.app import Append, AppendResult, Get, GetResult, KeyNotFound, KVStore, Put
 from labkit.check.linearizability import LINEARIZABLE, NOT_LINEARIZABLE, Operation, check
 from labkit.check.models import kv_model
+
+# Every test runs with both search loops: the pure-Python one and the compiled one (if built).
+pytestmark = pytest.mark.usefixtures("search_loop")
 
 KEYS = ["a", "b"]
 

@@ -21,6 +21,9 @@ from labkit.check.linearizability import (
 from labkit.check.models import Cas, CasResult, Read, ReadResult, Write, WriteOk, kv_model, register_model
 from labkit.node import Address
 
+# Every test runs with both search loops: the pure-Python one and the compiled one (if built).
+pytestmark = pytest.mark.usefixtures("search_loop")
+
 A, B, C = Address("client1"), Address("client2"), Address("client3")
 
 

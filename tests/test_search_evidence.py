@@ -238,7 +238,9 @@ def test_per_link_and_node_activity_counts():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("make,depth", [(PAXOS, 9), (PAXOS, 10), (PAXOS_R2, 7), (PAXOS_R2, 8)])
+@pytest.mark.parametrize("make,depth", [(PAXOS, 9), (PAXOS_R2, 7),
+                                        pytest.param(PAXOS, 10, marks=pytest.mark.heavy),
+                                        pytest.param(PAXOS_R2, 8, marks=pytest.mark.heavy)])
 def test_paxos_deeper_counts_slow(make, depth):
     states, _ = labkit_count(make, _settings(max_depth=depth))
     assert states == BruteForce(make).bfs(max_depth=depth)[0]

@@ -62,6 +62,14 @@ once it has backtracked a little; pruning less never changes a verdict.
 Partitions are searched interleaved, a few thousand steps at a time, so a hard
 but linearizable partition cannot delay the verdict on a quickly illegal one.
 
+The search loop exists twice: in Python (``_Search._run_python``) and compiled
+(``_searchcore.c``, built at install when a C compiler is there). The compiled
+one runs the same loop, trial for trial, with the model still in Python (its
+step is called once per operation class and state, as the Python loop's step
+cache does); it only keeps the memo as bitsets and numbered state keys. Both
+give the same verdict, witness, explanation and step count; the tests run
+every lincheck test on both.
+
 A failure is explained by the longest order found, the operation that cannot
 follow it, and a minimal set of results that cannot all be right. Forgetting
 a result (output None) keeps the operation's effect and only adds freedom,
@@ -116,6 +124,11 @@ _ILLEGAL = object()
 _MISS = object()
 # The memo's key for every state that Model.overwritten says no remaining operation can see.
 _OVERWRITTEN = object()
+
+try:  # the compiled search loop, built at install when a C compiler is there
+    from labkit.check import _searchcore as _core
+except ImportError:  # pragma: no cover - depends on the build
+    _core = None
 
 
 class HistoryError(ValueError):
@@ -256,6 +269,30 @@ def _by_call(op: Operation) -> float:
     return op.call
 
 
+def _order_python(ops: Sequence[Operation]) -> tuple[list[Operation], list[float], list[float], list[float]]:
+    """The operations in search order (completed ones by call, then the others by
+    call) with the completed ones' calls and returns and the others' calls."""
+    krets: list[float] = [op.ret for op in ops]  # type: ignore[misc]
+    if None in krets:
+        known = [op for op in ops if op.ret is not None]
+        optional = [op for op in ops if op.ret is None]
+        krets = [op.ret for op in known]  # type: ignore[misc]
+    else:
+        known = list(ops)
+        optional = []
+    kcalls = [op.call for op in known]
+    if any(map(lt, krets, kcalls)):
+        raise HistoryError("an operation returns before its call")
+    if kcalls != sorted(kcalls):
+        known.sort(key=_by_call)
+        kcalls = [op.call for op in known]
+        krets = [op.ret for op in known]  # type: ignore[misc]
+    ocalls = [op.call for op in optional]
+    if ocalls != sorted(ocalls):
+        optional.sort(key=_by_call)
+        ocalls = [op.call for op in optional]
+    return (known + optional if optional else known), kcalls, krets, ocalls
+
 
 class _Search:
     """A resumable search over one partition. ``run()`` is a generator that
@@ -277,26 +314,8 @@ class _Search:
     """
 
     def __init__(self, ops: Sequence[Operation], model: Model, forgotten: set[int] | None = None) -> None:
-        krets: list[float] = [op.ret for op in ops]  # type: ignore[misc]
-        if None in krets:
-            known = [op for op in ops if op.ret is not None]
-            optional = [op for op in ops if op.ret is None]
-            krets = [op.ret for op in known]  # type: ignore[misc]
-        else:
-            known = list(ops)
-            optional = []
-        kcalls = [op.call for op in known]
-        if any(map(lt, krets, kcalls)):
-            raise HistoryError("an operation returns before its call")
-        if kcalls != sorted(kcalls):
-            known.sort(key=_by_call)
-            kcalls = [op.call for op in known]
-            krets = [op.ret for op in known]  # type: ignore[misc]
-        ocalls = [op.call for op in optional]
-        if ocalls != sorted(ocalls):
-            optional.sort(key=_by_call)
-            ocalls = [op.call for op in optional]
-        self.ops = known + optional if optional else known
+        ordered = _core.order(ops) if _core is not None else None
+        self.ops, self.kcalls, self.krets, self.ocalls = ordered if ordered is not None else _order_python(ops)
         # Explanations search with some results forgotten (operations named by id):
         # their output counts as None, "any output".
         self.forgotten = forgotten
@@ -306,10 +325,7 @@ class _Search:
         )
         self.model = model
         self.n = len(self.ops)
-        self.nk = len(known)
-        self.kcalls = kcalls
-        self.krets = krets
-        self.ocalls = ocalls
+        self.nk = len(self.kcalls)
         self.steps = 0
         # Operations whose result was found impossible somewhere: a failure's suspects.
         self.blamed: set[int] = set()
@@ -326,6 +342,55 @@ class _Search:
         self.witness_keys: list[Hashable] = []
 
     def run(self, slice_steps: int = _SLICE) -> Iterator[None]:
+        model = self.model
+        state = model.init()
+        if model.state_key is None:
+            sk = state
+        else:
+            sk = model.state_key(state)
+            self.states[sk] = state
+        self.best_key = sk
+        if self.nk == 0:
+            return True
+        if self.n == self.nk and all(map(lt, self.krets, self.kcalls[1:])):
+            # Each operation returned before the next was called: the only
+            # order that respects real time is this one.
+            return self._replay(state, sk)
+        core = self._compiled(state, sk)
+        if core is None:
+            return (yield from self._run_python(sk, slice_steps))
+        return (yield from self._run_compiled(core, slice_steps))
+
+    def _compiled(self, state: Any, sk: Hashable) -> Any:
+        """The compiled search loop set up for this search, or None (not built, or
+        times it cannot compare exactly: then the Python loop runs)."""
+        if _core is None:
+            return None
+        model = self.model
+        try:
+            return _core.Search(
+                self.ops, self.outputs, self.nk, self.kcalls, self.krets, self.ocalls, model.step,
+                model.state_key, model.read_only, self.states, sk, state, model.lookahead, model.overwritten,
+                self._as_seen, _LOOKAHEAD_AFTER, _OVERWRITTEN_AFTER,
+            )
+        except OverflowError:
+            return None
+
+    def _run_compiled(self, core: Any, slice_steps: int) -> Iterator[None]:
+        """The compiled loop: the same search, step for step, as _run_python."""
+        while True:
+            found = core.resume(slice_steps)
+            if found is not None:
+                break
+            self.steps = core.steps
+            yield
+        (self.steps, blamed, self.best_depth, self.best_stack, self.best_key, self.best_window,
+         self.rorder, self.witness, self.witness_keys) = core.outcome()
+        self.blamed.update(blamed)
+        return found
+
+    def _run_python(self, sk: Hashable, slice_steps: int) -> Iterator[None]:
+        """The search loop, from the initial state key ``sk``."""
         ops, outputs = self.ops, self.outputs
         n, nk = self.n, self.nk
         model = self.model
@@ -334,20 +399,7 @@ class _Search:
         keyless = keyf is None
         read_only = model.read_only
         kcalls, krets, ocalls = self.kcalls, self.krets, self.ocalls
-        state = model.init()
-        if keyless:
-            sk = state
-        else:
-            sk = keyf(state)
-            self.states[sk] = state
         states = self.states
-        self.best_key = sk
-        if nk == 0:
-            return True
-        if n == nk and all(map(lt, krets, kcalls[1:])):
-            # Each operation returned before the next was called: the only
-            # order that respects real time is this one.
-            return self._replay(state, sk)
         # The model's pruning hooks start once the search has backtracked a little.
         viable = dead = None
         hooks = model.lookahead is not None or model.overwritten is not None
