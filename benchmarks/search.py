@@ -9,7 +9,8 @@ and the boxed workers it starts, grading's sealed path):
 with one search worker and with one per usable CPU, and a 1,000,000-state BFS
 for memory. The same runs are made with this checkout and with an earlier
 release (exported with ``git archive`` into a temporary folder, with a Python
-environment of its own so that its workers run its code), and the figures are
+environment of its own so that its workers run its code, and its compiled parts
+built when a C compiler is there), and the figures are
 printed side by side:
 
 * steps or states per CPU-second, CPU counted for the whole process tree (the
@@ -48,7 +49,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-PREVIOUS = "6952029"  # the release before search steps sent back only what changed and states shared their parts
+PREVIOUS = "5796ee1"  # the release before search steps sent back only what changed and states shared their parts
 DSLABS = {"probes 25": 21_700, "probes 26": 17_900}
 _TICKS = os.sysconf("SC_CLK_TCK")
 
@@ -165,6 +166,9 @@ def export(revision: str, folder: Path) -> Path:
     packages = subprocess.run([str(python), "-c", "import site; print(site.getsitepackages()[0])"], check=True,
                               capture_output=True, text=True).stdout.strip()
     Path(packages, "labkit-previous.pth").write_text(f"{folder / 'previous'}\n{site.getsitepackages()[0]}\n")
+    if (folder / "previous" / "setup.py").exists():  # its compiled parts, as this checkout may have them
+        subprocess.run([str(python), "setup.py", "-q", "build_ext", "--inplace"], cwd=folder / "previous",
+                       capture_output=True)
     return python
 
 
