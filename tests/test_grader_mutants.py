@@ -80,6 +80,9 @@ def test_the_record_names_a_catching_test_for_every_mutant(which):
         str(solution_path.relative_to(ROOT)))
     caught = {m["name"]: m["caught_by"] for m in record["mutants"] if m["status"] == "caught"}
     assert set(caught) == {m.name for m in load_mutants(folder)}
+    for entry in record["mutants"]:  # the catcher is the first test that failed in the run recorded
+        failed = [number for number, result in entry["results"].items() if not result["passed"]]
+        assert failed[:1] == [entry["caught_by"]], entry["name"]
 
 
 @pytest.mark.slow
