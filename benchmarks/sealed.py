@@ -8,6 +8,9 @@ of the whole process tree (user + system, from ``wait4`` of the command and
 everything it waited for), the wall time, and the ratio. Per test it prints
 the CPU seconds the sealed run's workers used beside the test's real time.
 
+By default the selection is the public tests both releases have (the suite has
+grown since), so the two runs do the same work.
+
 Target: sealed CPU at most 1.5x the earlier release's.
 
 Run: python benchmarks/sealed.py [--previous REV] [--numbers 1.2,1.25] [--workers W]
@@ -46,19 +49,33 @@ def export(revision: str, folder: Path) -> Path:
     return folder / "previous"
 
 
+def public_tests(pythonpath: Path) -> list[str]:
+    """The public Paxos test numbers of the labkit at ``pythonpath``."""
+    code = ("from labkit.testing import get_lab; "
+            "print(','.join(t.qualified_number for t in get_lab('paxos').select()))")
+    out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(pythonpath)},
+                         capture_output=True, text=True, check=True).stdout
+    return out.strip().split(",")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--previous", default=PREVIOUS, help=f"git revision of the earlier release (default {PREVIOUS})")
-    parser.add_argument("--numbers", help="only these tests, e.g. 1.2,2.17 (default: the whole public suite)")
+    parser.add_argument("--numbers", help="only these tests, e.g. 1.2,2.17 (default: the public tests both releases have)")
     parser.add_argument("--workers", help="LABKIT_WORKERS for both runs (default: one per usable CPU)")
     args = parser.parse_args()
-    selection = ["-n", args.numbers] if args.numbers else []
     env = dict(os.environ)
     if args.workers:
         env["LABKIT_WORKERS"] = args.workers
     with tempfile.TemporaryDirectory() as scratch:
         folder = Path(scratch)
         previous = export(args.previous, folder)
+        if args.numbers:
+            numbers = args.numbers.split(",")
+        else:
+            earlier = set(public_tests(previous))
+            numbers = [n for n in public_tests(ROOT) if n in earlier]
+        selection = ["-n", ",".join(numbers)]
         report = folder / "sealed.json"
         old_env = {**env, "PYTHONPATH": str(previous)}
         old_argv = [sys.executable, "-c", "import sys; from labkit.cli import main; sys.exit(main())", "test", "paxos",
@@ -68,7 +85,7 @@ def main() -> None:
         old_cpu, old_wall, old_code = timed(old_argv, old_env, folder)
         new_cpu, new_wall, new_code = timed(new_argv, {**env, "PYTHONPATH": str(ROOT)}, folder)
         results = json.loads(report.read_text())["results"] if report.exists() else []
-    what = f"tests {args.numbers}" if args.numbers else "the whole public suite"
+    what = f"tests {args.numbers}" if args.numbers else f"the {len(numbers)} public tests both releases have"
     print(f"Paxos reference, {what}, on {len(os.sched_getaffinity(0))} usable CPUs")
     print(f"{'':<28}{'CPU s':>10}{'wall s':>10}  exit")
     print(f"{'previous (' + args.previous + ', in-process)':<28}{old_cpu:>10.1f}{old_wall:>10.1f}  {old_code}")

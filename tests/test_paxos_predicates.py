@@ -7,7 +7,7 @@ from typing import Any
 
 from labkit.app import AMOCommand, Append, Command, Get
 from labkit.labs.paxos import PaxosLogSlotStatus
-from labkit.labs.paxos.predicates import chosen_anywhere, held_by, holders
+from labkit.labs.paxos.predicates import LOGS_CONSISTENT, chosen_anywhere, held_by, holders
 from labkit.node import Address, client, server
 from labkit.wire import decode_data, encode
 
@@ -72,3 +72,33 @@ def test_a_query_that_raises_makes_the_predicate_false_not_the_search_crash() ->
     broken.last_non_empty = lambda: 1 / 0  # type: ignore[method-assign]
     result = held_by(X, 1).evaluate(State(broken))
     assert not result.ok and "ZeroDivisionError" in (result.detail or "")
+
+
+class RememberedServer(Server):
+    """A server with the same memo key in every search, as a search node of an equal state has."""
+
+    def memo_key(self) -> Any:
+        return (self.address, 1234)
+
+
+class SearchLikeState(State):
+    """A search state: predicates may keep answers in its search's memo tables."""
+
+    def __init__(self, tables: dict[str, dict[Any, Any]], *servers: Server) -> None:
+        super().__init__(*servers)
+        self.tables = tables
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        return self.tables.setdefault(name, {})
+
+
+def test_log_answers_kept_for_one_search_are_not_used_by_another() -> None:
+    agreeing = [RememberedServer(server(i), {1: (X, True)}) for i in (1, 2, 3)]
+    first_search: dict[str, dict[Any, Any]] = {}
+    assert LOGS_CONSISTENT(SearchLikeState(first_search, *agreeing))
+    assert first_search["paxos.logs"], "a search keeps each server's log for its other states"
+    # Another search (another submission) whose servers have the same keys but answer otherwise.
+    disagreeing = [RememberedServer(server(1), {1: (X, True)}), RememberedServer(server(2), {1: (Y, True)}),
+                   RememberedServer(server(3), {1: (X, True)})]
+    assert not LOGS_CONSISTENT(SearchLikeState({}, *disagreeing))
+    assert not LOGS_CONSISTENT(State(*disagreeing))  # outside a search nothing is kept

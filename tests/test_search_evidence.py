@@ -237,8 +237,8 @@ def test_per_link_and_node_activity_counts():
     assert labkit == BruteForce(TWOPC_ALL_YES, can).bfs()[0]
 
 
-@pytest.mark.slow
-@pytest.mark.parametrize("make,depth", [(PAXOS, 9), (PAXOS_R2, 7),
+@pytest.mark.parametrize("make,depth", [pytest.param(PAXOS, 9, marks=pytest.mark.slow),
+                                        pytest.param(PAXOS_R2, 7, marks=pytest.mark.slow),
                                         pytest.param(PAXOS, 10, marks=pytest.mark.heavy),
                                         pytest.param(PAXOS_R2, 8, marks=pytest.mark.heavy)])
 def test_paxos_deeper_counts_slow(make, depth):

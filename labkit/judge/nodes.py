@@ -477,7 +477,7 @@ class NodeHandle:
 
     def memo_key(self) -> Any:
         """A key equal for handles of the same unchanging node state (None if the node changes):
-        what predicates may cache per node under."""
+        what predicates may cache per node under, within one search (SearchState.memo)."""
         return None
 
     # ---- what predicates and tests use -----------------------------------------------------

@@ -246,6 +246,9 @@ class System:
         self.steps_executed = 0
         self.root: SearchState | None = None  # the state the system was built for
         self._pool: Any = None
+        # What predicates keep per node state (SearchState.memo): for this search only, since the
+        # answers of query methods come from this submission's code and this search's workers.
+        self.memo: dict[str, dict[Any, Any]] = {}
         # Parts of states shared by every state that has them (see SearchState); kept while few.
         self._node_sets: dict[tuple, _Nodes] = {}
         self._networks: dict[tuple, _Network] = {}
@@ -590,6 +593,15 @@ class SearchState:
         state.fp = state._fingerprint()
         system.root = state
         return state
+
+    def memo(self, name: str) -> dict[Any, Any]:
+        """A table called ``name`` that predicates may keep answers in, keyed by
+        :meth:`~labkit.judge.nodes.NodeHandle.memo_key`; shared by every state of this search
+        (its stages included) and by no other search."""
+        table = self.system.memo.get(name)
+        if table is None:
+            table = self.system.memo[name] = {}
+        return table
 
     def with_parts(self, parts: tuple, depth: int) -> "SearchState":
         """The state of this one's search (and stage) at ``depth`` with ``parts``: its nodes,

@@ -106,24 +106,26 @@ class _Log:
         return self._problem  # type: ignore[return-value]
 
 
-_LOGS: dict[Any, _Log] = {}
 _LOGS_LIMIT = 100_000
 
 
 def _logs(state: Any) -> list[_Log]:
-    """The servers' logs; those of search states' servers are shared by every state holding them."""
+    """The servers' logs; in a search, a server's log is shared by every state of that search
+    holding the same server (never across searches: answers come from one submission's code)."""
+    memo = getattr(state, "memo", None)
+    table = memo("paxos.logs") if memo is not None else None
     logs = []
     for server in state.servers:
         memo_key = getattr(type(server), "memo_key", None)
-        key = memo_key(server) if memo_key is not None else None
+        key = memo_key(server) if memo_key is not None and table is not None else None
         if key is None:
             logs.append(_Log(server))
             continue
-        log = _LOGS.get(key)
+        log = table.get(key)
         if log is None:
-            if len(_LOGS) >= _LOGS_LIMIT:
-                _LOGS.clear()
-            log = _LOGS[key] = _Log(server)
+            if len(table) >= _LOGS_LIMIT:
+                table.clear()
+            log = table[key] = _Log(server)
         logs.append(log)
     return logs
 
