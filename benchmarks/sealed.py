@@ -54,7 +54,7 @@ def public_tests(pythonpath: Path) -> list[str]:
     code = ("from labkit.testing import get_lab; "
             "print(','.join(t.qualified_number for t in get_lab('paxos').select()))")
     out = subprocess.run([sys.executable, "-c", code], env={**os.environ, "PYTHONPATH": str(pythonpath)},
-                         capture_output=True, text=True, check=True).stdout
+                         cwd=pythonpath, capture_output=True, text=True, check=True).stdout
     return out.strip().split(",")
 
 

@@ -126,3 +126,9 @@ def test_without_batching_only_part_4_fails(tmp_path):
     report, _ = run_quietly(path, exclude_categories=(SEARCH,))
     failed = {r.number for r in report.results if not r.passed}
     assert failed == {"4.28"}
+
+
+def test_the_long_searches_say_how_long_they_usually_take():
+    headers = {t.qualified_number: t.header for t in PUBLIC}
+    for number in ["1.22", "1.25", "1.26"]:
+        assert "(usually about" in headers[number], headers[number]

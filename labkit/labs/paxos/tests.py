@@ -362,7 +362,7 @@ def no_progress_in_minority_search(t: TestContext) -> None:
     t.bfs(start, settings)
 
 
-@LAB.test(22, "Two clients, sequential appends visible", 30, part=1, categories=(SEARCH,))
+@LAB.test(22, "Two clients, sequential appends visible", 30, part=1, categories=(SEARCH,), usual_seconds=20)
 def two_clients_search(t: TestContext) -> None:
     workloads = [Workload.of([Append("foo", "X")], [AppendResult("X")]),
                  Workload.of([Append("foo", "Y")], [AppendResult("XY")])]
@@ -472,12 +472,12 @@ def _random_search(t: TestContext, n: int, steps: int) -> None:
     t.random_search(start, settings)
 
 
-@LAB.test(25, "Three server random search", 20, part=1, categories=(SEARCH,))
+@LAB.test(25, "Three server random search", 20, part=1, categories=(SEARCH,), usual_seconds=80)
 def three_server_random_search(t: TestContext) -> None:
     _random_search(t, 3, 1_600_000)
 
 
-@LAB.test(26, "Five server random search", 20, part=1, categories=(SEARCH,))
+@LAB.test(26, "Five server random search", 20, part=1, categories=(SEARCH,), usual_seconds=140)
 def five_server_random_search(t: TestContext) -> None:
     _random_search(t, 5, 1_200_000)
 
@@ -639,7 +639,7 @@ def _constant_repartition(t: TestContext, settings: RunSettings | None) -> None:
     check_history(t, sim)
 
 
-@LAB.test(17, "Constant repartitioning, check maximum wait time", 20, part=2)
+@LAB.test(17, "Constant repartitioning, check maximum wait time", 20, part=2, usual_seconds=20)
 def constant_repartition(t: TestContext) -> None:
     _constant_repartition(t, None)
 
